@@ -1,0 +1,1 @@
+"""The ROS-free SGClip core: model, predictor, window, tracker, scene graph. Never imports rclpy."""

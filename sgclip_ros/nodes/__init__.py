@@ -1,0 +1,1 @@
+"""Thin rclpy nodes wiring topics, parameters and threads to the ROS-free core."""

@@ -1,0 +1,1 @@
+"""ROS-facing code: message converters (no running node needed) and node wiring."""

@@ -1,0 +1,1 @@
+"""Command-line tools: the demo, the offline bag runner and helpers."""
