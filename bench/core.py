@@ -1,0 +1,164 @@
+"""Streaming predictor vs the reference's per-window forward, same frames, boxes and model.
+
+    python -m bench.core [--json PATH] [--model sgclip-vit-b-32] [--objects 4] [--window 8]
+
+Reports windows per second both ways and their ratio (`ratio`), plus the steady-state cost of a
+new frame against the floor: one batched forward per tower of that frame's crops
+(`floor_ratio`, goal <= 1.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from bench.reference import ReferenceForward
+from sgclip_ros.core.backend import TorchBackend
+from sgclip_ros.core.concepts import load_concepts
+from sgclip_ros.core.crops import object_crops, pair_crops
+from sgclip_ros.core.frame_encoder import all_pairs
+from sgclip_ros.core.model import build_model
+from sgclip_ros.core.model_config import load_model_config
+from sgclip_ros.core.predictor import PredictorConfig, SGClipPredictor
+from sgclip_ros.core.preprocess import preprocess_crops
+from sgclip_ros.core.regions import Region
+from sgclip_ros.core.scene_graph import Box
+from sgclip_ros.core.window import WindowConfig
+
+COLORS = [(220, 30, 30), (30, 180, 30), (30, 60, 220), (230, 200, 20), (200, 30, 200)]
+
+
+def make_clip(n_frames: int, n_objects: int, width=640, height=480, seed=0):
+    """Frames with ``n_objects`` solid shapes moving on a light background, and their boxes."""
+    rng = np.random.default_rng(seed)
+    size = rng.integers(50, 110, n_objects)
+    pos = rng.uniform([0, 0], [width - 120, height - 120], (n_objects, 2))
+    vel = rng.uniform(-6, 6, (n_objects, 2))
+    frames, boxes = [], []
+    for _ in range(n_frames):
+        img = np.full((height, width, 3), 235, np.uint8)
+        frame_boxes = []
+        for k in range(n_objects):
+            pos[k] = np.clip(pos[k] + vel[k], 0, [width - size[k], height - size[k]])
+            x, y = int(pos[k][0]), int(pos[k][1])
+            s = int(size[k])
+            if k % 2:
+                cv2.circle(img, (x + s // 2, y + s // 2), s // 2, COLORS[k % 5], -1)
+            else:
+                cv2.rectangle(img, (x, y), (x + s - 1, y + s - 1), COLORS[k % 5], -1)
+            frame_boxes.append((x, y, x + s, y + s))
+        frames.append(img)
+        boxes.append(frame_boxes)
+    return frames, boxes
+
+
+def _regions(frame_boxes) -> list[Region]:
+    return [Region(Box(*map(float, b)), track_id=str(k)) for k, b in enumerate(frame_boxes)]
+
+
+def time_reference(backend, concepts, frames, boxes, window: int, n_windows: int) -> list[float]:
+    ref = ReferenceForward(backend, concepts.categories, concepts.unary, concepts.binary)
+    times = []
+    for i in range(n_windows):
+        start = time.perf_counter()
+        ref.window(frames[i : i + window], boxes[i : i + window])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_streaming(backend, concepts, frames, boxes, window: int, n_windows: int) -> list[float]:
+    predictor = SGClipPredictor(
+        backend, concepts, PredictorConfig(window=WindowConfig(size=window))
+    )
+    for t in range(window - 1):  # fill the window: steady state starts afterwards
+        predictor.add_frame("cam", frames[t], (t + 1) * 10**8, _regions(boxes[t]))
+    times = []
+    for t in range(window - 1, window - 1 + n_windows):
+        start = time.perf_counter()
+        graph = predictor.add_frame("cam", frames[t], (t + 1) * 10**8, _regions(boxes[t]))
+        times.append(time.perf_counter() - start)
+        assert graph is not None and len(graph.frame_stamps_ns) == window
+    return times
+
+
+def time_floor(backend, frames, boxes, repeats: int) -> list[float]:
+    """One batched forward per tower of one frame's already-preprocessed crops."""
+    frame = torch.from_numpy(frames[0])
+    box_t = torch.tensor(boxes[0], dtype=torch.long)
+    pre = backend.preprocess
+    obj = preprocess_crops(object_crops(frame, box_t, None), pre)
+    pairs = preprocess_crops(pair_crops(frame, box_t, None, all_pairs(len(boxes[0]))), pre)
+    towers = backend.towers
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for tower, pixels in ((0, obj), (min(1, towers - 1), obj), (min(2, towers - 1), pairs)):
+            backend.encode_images(tower, pixels)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run(args) -> dict:
+    torch.manual_seed(0)
+    config = load_model_config(args.model)
+    backend = TorchBackend(build_model(config, seed=0), args.model)
+    concepts = load_concepts(args.concepts)
+    n_frames = args.window + max(args.ref_windows, args.windows) + 1
+    frames, boxes = make_clip(n_frames, args.objects)
+    time_floor(backend, frames, boxes, 1)  # warm-up: first calls allocate
+    ref = time_reference(backend, concepts, frames, boxes, args.window, args.ref_windows)
+    ours = time_streaming(backend, concepts, frames, boxes, args.window, args.windows)
+    floor = time_floor(backend, frames, boxes, args.windows)
+    ref_s, ours_s, floor_s = (statistics.median(x) for x in (ref, ours, floor))
+    n_pairs = args.objects * (args.objects - 1)
+    return {
+        "ratio": ref_s / ours_s,
+        "reference_window_s": ref_s,
+        "reference_windows_per_s": 1.0 / ref_s,
+        "streaming_window_s": ours_s,
+        "streaming_windows_per_s": 1.0 / ours_s,
+        "floor_frame_ms": floor_s * 1e3,
+        "streaming_frame_ms": ours_s * 1e3,
+        "floor_ratio": ours_s / floor_s,
+        "reference_crop_encodes_per_window": args.window * (2 * args.objects + n_pairs),
+        "streaming_crop_encodes_per_window": 2 * args.objects + n_pairs,
+        "model": args.model,
+        "towers": config.towers,
+        "objects": args.objects,
+        "window": args.window,
+        "reference_windows_timed": args.ref_windows,
+        "streaming_windows_timed": args.windows,
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument("--model", default="sgclip-vit-b-32", help="model config name or JSON path")
+    parser.add_argument("--concepts", default="config/concepts/shapes.yaml")
+    parser.add_argument("--objects", type=int, default=4)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--ref-windows", type=int, default=3, help="reference windows to time")
+    parser.add_argument("--windows", type=int, default=8, help="streaming windows to time")
+    args = parser.parse_args(argv)
+    result = run(args)
+    for key, value in result.items():
+        print(f"{key:36s} {value:.4g}" if isinstance(value, float) else f"{key:36s} {value}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Encode new frames: regions -> tracked boxes -> reference crops -> one forward per tower.
+
+Frames of several cameras are encoded together: all their crops bound for the same tower go
+through it in a single batched forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sgclip_ros.core import scoring
+from sgclip_ros.core.backend import EncoderBackend
+from sgclip_ros.core.crops import object_crops, pair_crops
+from sgclip_ros.core.graph_builder import ConceptTexts
+from sgclip_ros.core.preprocess import preprocess_crops
+from sgclip_ros.core.proposer import ColorBlobProposer
+from sgclip_ros.core.regions import Region, clip_box_to_frame
+from sgclip_ros.core.scene_graph import Box
+from sgclip_ros.core.tracker import IoUTracker
+from sgclip_ros.core.window import FrameRecord
+
+
+@dataclass
+class FrameInput:
+    """One camera frame: RGB uint8 HxWx3, stamp, optional regions (None: built-in proposer)."""
+
+    camera: str
+    image: np.ndarray
+    stamp_ns: int
+    regions: list[Region] | None = None
+    frame_id: str = ""
+
+
+@dataclass
+class EncodeStats:
+    """Counters of the encoding work done, for tests, benchmarks and diagnostics."""
+
+    frames: int = 0
+    object_crops: int = 0
+    pair_crops: int = 0
+    image_forwards: int = 0
+    regions_dropped: int = 0
+    crops_per_tower: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    """A frame after region resolution, before encoding."""
+
+    record: FrameRecord
+    frame: torch.Tensor
+    boxes: torch.Tensor
+    masks: torch.Tensor | None
+    object_pixels: torch.Tensor | None = None
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ValueError unless ``image`` is a non-empty HxWx3 uint8 array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}"
+        )
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image must be HxWx3 with H, W > 0, got shape {image.shape}")
+
+
+class FrameEncoder:
+    """Turns FrameInputs into FrameRecords holding their crop embeddings."""
+
+    def __init__(self, backend: EncoderBackend, proposer: ColorBlobProposer, max_objects: int):
+        self.backend = backend
+        self.proposer = proposer
+        self.max_objects = max_objects
+        self.stats = EncodeStats()
+
+    def encode(
+        self, inputs: list[FrameInput], trackers: list[IoUTracker], texts: ConceptTexts
+    ) -> list[FrameRecord]:
+        prepared = [self._prepare(item, tracker) for item, tracker in zip(inputs, trackers)]
+        object_towers = sorted(
+            {texts.category.tower} | ({texts.unary.tower} if texts.unary else set())
+        )
+        filtered = bool(texts.concepts.pairs_of_interest or texts.concepts.top_k_pairs)
+        jobs: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
+        for k, prep in enumerate(prepared):
+            if not prep.record.track_ids:
+                continue
+            crops = object_crops(prep.frame, prep.boxes, prep.masks)
+            prep.object_pixels = preprocess_crops(crops, self.backend.preprocess)
+            self.stats.object_crops += len(crops)
+            for tower in object_towers:
+                jobs.setdefault(tower, []).append(("obj", k, prep.object_pixels))
+            if texts.binary is not None and not filtered:
+                self._add_pair_job(jobs, k, prep, texts, all_pairs(len(prep.record.track_ids)))
+        self._run(jobs, prepared)
+        if texts.binary is not None and filtered:
+            jobs = {}
+            for k, prep in enumerate(prepared):
+                if prep.record.track_ids:
+                    self._add_pair_job(jobs, k, prep, texts, select_pairs(prep.record, texts))
+            self._run(jobs, prepared)
+        self.stats.frames += len(prepared)
+        return [p.record for p in prepared]
+
+    def _add_pair_job(self, jobs, k: int, prep: _Prepared, texts: ConceptTexts, pairs) -> None:
+        prep.record.pairs = pairs
+        if len(pairs) == 0:
+            return
+        crops = pair_crops(prep.frame, prep.boxes, prep.masks, pairs)
+        self.stats.pair_crops += len(crops)
+        jobs.setdefault(texts.binary.tower, []).append(
+            ("pair", k, preprocess_crops(crops, self.backend.preprocess))
+        )
+
+    def _run(self, jobs: dict, prepared: list[_Prepared]) -> None:
+        """One forward per tower over every chunk queued for it, then hand the rows back."""
+        for tower, chunks in jobs.items():
+            pixels = torch.cat([c[2] for c in chunks])
+            emb = self.backend.encode_images(tower, pixels)
+            self.stats.image_forwards += 1
+            self.stats.crops_per_tower[tower] = self.stats.crops_per_tower.get(tower, 0) + len(
+                pixels
+            )
+            for (kind, k, _pixels), rows in zip(chunks, emb.split([len(c[2]) for c in chunks])):
+                if kind == "obj":
+                    prepared[k].record.object_emb[tower] = rows
+                else:
+                    prepared[k].record.pair_emb = rows
+
+    def _prepare(self, item: FrameInput, tracker: IoUTracker) -> _Prepared:
+        check_image(item.image)
+        height, width = item.image.shape[:2]
+        regions = item.regions if item.regions is not None else self.proposer.propose(item.image)
+        regions = sorted(regions, key=lambda r: -r.confidence)
+        kept, boxes = [], []
+        for region in regions[: self.max_objects]:
+            try:
+                boxes.append(clip_box_to_frame(region.box, width, height))
+            except ValueError:
+                self.stats.regions_dropped += 1
+                continue
+            kept.append(region)
+        self.stats.regions_dropped += max(0, len(regions) - self.max_objects)
+        ids = _track_ids(kept, boxes, tracker)
+        record = FrameRecord(
+            stamp_ns=item.stamp_ns,
+            width=width,
+            height=height,
+            track_ids=ids,
+            boxes=[Box(*map(float, b)) for b in boxes],
+            confidences=[float(r.confidence) for r in kept],
+            detector_labels=[r.label or "" for r in kept],
+        )
+        return _Prepared(
+            record=record,
+            frame=torch.from_numpy(np.ascontiguousarray(item.image)),
+            boxes=torch.tensor(boxes, dtype=torch.long).reshape(-1, 4),
+            masks=_masks(kept, boxes, height, width),
+        )
+
+
+def _track_ids(regions: list[Region], boxes: list, tracker: IoUTracker) -> list[str]:
+    """External track ids when every region has one; otherwise the built-in tracker's."""
+    if regions and all(r.track_id for r in regions):
+        ids = [str(r.track_id) for r in regions]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate track ids in one frame: {ids}")
+        return ids
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return tracker.update(arr, [r.label for r in regions])
+
+
+def _masks(regions: list[Region], boxes: list, height: int, width: int) -> torch.Tensor | None:
+    """[N, H, W] bool masks, or None when no region has one (the crops then use the boxes)."""
+    if not any(r.mask is not None for r in regions):
+        return None
+    masks = torch.zeros(len(regions), height, width, dtype=torch.bool)
+    for i, (region, (x1, y1, x2, y2)) in enumerate(zip(regions, boxes)):
+        if region.mask is None:
+            masks[i, y1:y2, x1:x2] = True
+            continue
+        if region.mask.shape != (height, width):
+            raise ValueError(
+                f"mask {i} has shape {region.mask.shape}, the frame is {height}x{width}"
+            )
+        masks[i] = torch.from_numpy(np.asarray(region.mask, dtype=bool))
+    return masks
+
+
+def all_pairs(n: int) -> torch.Tensor:
+    """Every ordered pair (i, j), i != j, as a [n*(n-1), 2] tensor."""
+    idx = torch.arange(n)
+    ii, jj = torch.meshgrid(idx, idx, indexing="ij")
+    keep = ii != jj
+    return torch.stack([ii[keep], jj[keep]], dim=1)
+
+
+def select_pairs(record: FrameRecord, texts: ConceptTexts) -> torch.Tensor:
+    """Pairs of interest (by each object's best category here), then the top-k most confident."""
+    pairs = all_pairs(len(record.track_ids))
+    probs = scoring.category_probs(
+        record.object_emb[texts.category.tower], texts.category.emb, texts.category.scale
+    )
+    best_p, best_i = probs.max(dim=1)
+    concepts = texts.concepts
+    if concepts.pairs_of_interest:
+        names = scoring.category_texts(concepts)
+        wanted = set(concepts.pairs_of_interest)
+        keep = [(names[best_i[s]], names[best_i[o]]) in wanted for s, o in pairs.tolist()]
+        pairs = pairs[torch.tensor(keep, dtype=torch.bool)] if keep else pairs
+    if concepts.top_k_pairs and len(pairs) > concepts.top_k_pairs:
+        confidence = best_p[pairs[:, 0]] * best_p[pairs[:, 1]]
+        order = torch.argsort(confidence, descending=True, stable=True)[: concepts.top_k_pairs]
+        pairs = pairs[order.sort().values]
+    return pairs

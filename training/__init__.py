@@ -1,0 +1,1 @@
+"""Offline tools around SGClip weights: checkpoint import and training utilities."""
