@@ -15,7 +15,10 @@ from catkin_pkg.package import InvalidPackage, parse_package
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Packages that are provided by the build tool chain itself rather than declared.
 _IMPLICIT = {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"}
-_ROS_PY_MODULES = re.compile(r"^\s*(?:from|import)\s+(\w+_msgs|rclpy|builtin_interfaces)\b", re.M)
+_ROS_PY_MODULES = re.compile(
+    r"^\s*(?:from|import)\s+(\w+_msgs|\w+_interfaces|rclpy|ament_index_python|launch_ros|launch)\b",
+    re.M,
+)
 
 
 def _declared(pkg) -> tuple[set[str], set[str]]:
@@ -49,7 +52,8 @@ def main() -> int:
         for dep in set(re.findall(r"^\s*(\w+)/\w+", iface.read_text(), re.M)):
             if dep not in build or dep not in run:
                 errors.append(f"{iface.relative_to(ROOT)} uses '{dep}', not declared as <depend>")
-    for src in sorted((ROOT / "sgclip_ros").rglob("*.py")):
+    sources = sorted((ROOT / "sgclip_ros").rglob("*.py")) + sorted(ROOT.glob("launch/*.py"))
+    for src in sources:
         for dep in set(_ROS_PY_MODULES.findall(src.read_text())):
             if dep not in run:
                 errors.append(f"{src.relative_to(ROOT)} imports '{dep}', not an exec depend")

@@ -16,6 +16,7 @@ from sgclip_ros.core.backend import EncoderBackend
 from sgclip_ros.core.crops import object_crops, pair_crops
 from sgclip_ros.core.graph_builder import ConceptTexts
 from sgclip_ros.core.preprocess import preprocess_crops
+from sgclip_ros.core.preprocess_fast import PREPROCESS_MODES, preprocess_crops_fast
 from sgclip_ros.core.proposer import ColorBlobProposer
 from sgclip_ros.core.regions import Region, clip_box_to_frame
 from sgclip_ros.core.scene_graph import Box
@@ -70,11 +71,27 @@ def check_image(image: np.ndarray) -> None:
 class FrameEncoder:
     """Turns FrameInputs into FrameRecords holding their crop embeddings."""
 
-    def __init__(self, backend: EncoderBackend, proposer: ColorBlobProposer, max_objects: int):
+    def __init__(
+        self,
+        backend: EncoderBackend,
+        proposer: ColorBlobProposer,
+        max_objects: int,
+        preprocess: str = "exact",
+    ):
+        if preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         self.backend = backend
         self.proposer = proposer
         self.max_objects = max_objects
+        self.preprocess = preprocess
+        # The fast path crops and resizes where the backend runs (the GPU, when it has one).
+        self._crop_device = backend.device if preprocess == "fast" else "cpu"
         self.stats = EncodeStats()
+
+    def _pixels(self, crops: list[torch.Tensor]) -> torch.Tensor:
+        if self.preprocess == "fast":
+            return preprocess_crops_fast(crops, self.backend.preprocess, self._crop_device)
+        return preprocess_crops(crops, self.backend.preprocess)
 
     def encode(
         self, inputs: list[FrameInput], trackers: list[IoUTracker], texts: ConceptTexts
@@ -89,7 +106,7 @@ class FrameEncoder:
             if not prep.record.track_ids:
                 continue
             crops = object_crops(prep.frame, prep.boxes, prep.masks)
-            prep.object_pixels = preprocess_crops(crops, self.backend.preprocess)
+            prep.object_pixels = self._pixels(crops)
             self.stats.object_crops += len(crops)
             for tower in object_towers:
                 jobs.setdefault(tower, []).append(("obj", k, prep.object_pixels))
@@ -112,7 +129,7 @@ class FrameEncoder:
         crops = pair_crops(prep.frame, prep.boxes, prep.masks, pairs)
         self.stats.pair_crops += len(crops)
         jobs.setdefault(texts.binary.tower, []).append(
-            ("pair", k, preprocess_crops(crops, self.backend.preprocess))
+            ("pair", k, self._pixels(crops))
         )
 
     def _run(self, jobs: dict, prepared: list[_Prepared]) -> None:
@@ -156,10 +173,14 @@ class FrameEncoder:
         )
         return _Prepared(
             record=record,
-            frame=torch.from_numpy(np.ascontiguousarray(item.image)),
+            frame=torch.from_numpy(np.ascontiguousarray(item.image)).to(self._crop_device),
             boxes=torch.tensor(boxes, dtype=torch.long).reshape(-1, 4),
-            masks=_masks(kept, boxes, height, width),
+            masks=_on(_masks(kept, boxes, height, width), self._crop_device),
         )
+
+
+def _on(masks: torch.Tensor | None, device: str) -> torch.Tensor | None:
+    return None if masks is None else masks.to(device)
 
 
 def _track_ids(regions: list[Region], boxes: list, tracker: IoUTracker) -> list[str]:

@@ -40,11 +40,18 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(model_dir: str | Path, extra: dict | None = None) -> Path:
-    """List every regular file of ``model_dir`` (recursively) with size and sha256."""
+def write_manifest(
+    model_dir: str | Path, extra: dict | None = None, recursive: bool = True
+) -> Path:
+    """List every regular file of ``model_dir`` with size and sha256.
+
+    ``recursive=False`` lists only the top level: a model directory whose engine subfolders
+    (``onnx/``, ``tensorrt/`` ...) carry manifests of their own.
+    """
     model_dir = Path(model_dir)
     files = {}
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST):
+    found = model_dir.rglob("*") if recursive else model_dir.glob("*")
+    for path in sorted(p for p in found if p.is_file() and p.name != MANIFEST):
         if path.is_symlink():
             raise ModelFileError(f"{path}: model directories must not contain links")
         files[path.relative_to(model_dir).as_posix()] = {

@@ -34,6 +34,9 @@ class PredictorConfig:
     max_objects: int = 16
     tracker_iou: float = 0.3
     tracker_max_missed: int = 5
+    # "exact": PIL-exact CPU resize (reference pixels); "fast": approximate resize on the
+    # backend device (see sgclip_ros.core.preprocess_fast and docs/engines.md).
+    preprocess: str = "exact"
 
 
 @dataclass
@@ -67,7 +70,9 @@ class SGClipPredictor:
         self.backend = backend
         self.config = config
         self._text_cache = TextEmbeddingCache()
-        self._encoder = FrameEncoder(backend, proposer or ColorBlobProposer(), config.max_objects)
+        self._encoder = FrameEncoder(
+            backend, proposer or ColorBlobProposer(), config.max_objects, config.preprocess
+        )
         self._streams: dict[str, StreamState] = {}
         self._lock = threading.Lock()  # concept swaps may come from another thread
         self._texts = self._encode_concepts(concepts)
@@ -117,6 +122,16 @@ class SGClipPredictor:
         self.config = replace(self.config, window=window)
         for state in self._streams.values():
             state.window.resize(window)
+
+    def set_graph_settings(self, graph: GraphSettings) -> None:
+        """Change thresholds / top-k labels; applies to the next graph."""
+        self.config = replace(self.config, graph=graph)
+
+    def set_max_objects(self, max_objects: int) -> None:
+        if max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        self.config = replace(self.config, max_objects=max_objects)
+        self._encoder.max_objects = max_objects
 
     @property
     def stats(self) -> PredictorStats:

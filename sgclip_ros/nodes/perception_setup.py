@@ -1,0 +1,80 @@
+"""Parameter values -> core configuration, and node state -> diagnostics status (no rclpy)."""
+
+from __future__ import annotations
+
+from sgclip_ros.core.graph_builder import GraphSettings
+from sgclip_ros.core.predictor import PredictorConfig
+from sgclip_ros.core.window import WindowConfig
+
+
+def window_config(values: dict) -> WindowConfig:
+    """WindowConfig from parameter values (raises ValueError naming a bad combination)."""
+    return WindowConfig(
+        size=int(values["window_size"]),
+        stride=int(values["window_stride"]),
+        min_frames=1,
+        max_age_s=float(values["window_max_age_s"]),
+    )
+
+
+def graph_settings(values: dict) -> GraphSettings:
+    return GraphSettings(
+        attribute_threshold=float(values["attribute_threshold"]),
+        relation_threshold=float(values["relation_threshold"]),
+        top_k_labels=int(values["top_k_labels"]),
+    )
+
+
+def build_predictor_config(node) -> PredictorConfig:
+    """The predictor configuration from a node's current parameters."""
+    names = (
+        "window_size",
+        "window_stride",
+        "window_max_age_s",
+        "attribute_threshold",
+        "relation_threshold",
+        "top_k_labels",
+    )
+    values = {name: node.p(name) for name in names}
+    return PredictorConfig(
+        window=window_config(values),
+        graph=graph_settings(values),
+        max_objects=int(node.p("max_objects")),
+    )
+
+
+def status_snapshot(node):
+    """A PerceptionStatus of the node's current state (called on the diagnostics timer)."""
+    from sgclip_ros.core.health import PerceptionStatus, cameras_from_meters
+
+    now = node._now_ns()
+    topics = [c for c in node.p("cameras") if c]
+    worker, choice = node.worker, node.choice
+    status = PerceptionStatus(node_name=node.get_fully_qualified_name(), error=node.error)
+    status.cameras = cameras_from_meters(
+        topics,
+        node.drops.snapshot(),
+        node.drops.period(),
+        node.rates.rates(now),
+        processed=worker.processed if worker else {},
+        published=worker.published if worker else {},
+        received=dict(node.received),
+    )
+    if choice is not None:
+        backend = choice.backend
+        status.backend, status.device, status.model_id = (
+            backend.name,
+            backend.device,
+            backend.model_id,
+        )
+        status.untrained, status.fallback_reasons = choice.untrained, list(choice.fallbacks)
+    if node.predictor is not None:
+        status.concepts_id = node.predictor.concepts.concepts_id
+    if worker is not None:
+        status.pending, status.max_pending = worker.pending, worker.max_pending
+    if worker is not None and len(worker.latency):
+        status.model_p50_ms = worker.model_ms.p50()
+        status.latency_p50_ms = worker.latency.p50()
+        status.latency_p99_ms = worker.latency.p99()
+        status.latency_mean_ms = worker.latency.mean()
+    return status

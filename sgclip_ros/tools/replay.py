@@ -1,0 +1,68 @@
+"""Publish a ShapesWorld clip as sensor_msgs/Image at camera rate (the demo's camera).
+
+    python -m sgclip_ros.tools.replay [--topic /camera/image_raw] [--rate 5] [--frames 40]
+
+Frames come from `training.synth.render_clip` (run from the repository root). Stamps are the
+publishing time; the clip is played once, after a subscriber has appeared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from sgclip_ros.ros.image_conversion import rgb_to_image_msg
+
+
+def render_frames(seed: int, frames: int) -> list:
+    from training.synth import render_clip
+
+    return render_clip(seed, 0, frames=frames).frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--topic", default="/camera/image_raw")
+    parser.add_argument("--frame-id", default="camera_optical_frame")
+    parser.add_argument("--rate", type=float, default=5.0, help="frames per second")
+    parser.add_argument("--frames", type=int, default=40, help="frames in the clip")
+    parser.add_argument("--seed", type=int, default=7, help="ShapesWorld clip seed")
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a subscriber")
+    args = parser.parse_args(
+        rclpy.utilities.remove_ros_args(argv if argv is not None else sys.argv)[1:]
+    )
+    frames = render_frames(args.seed, args.frames)
+    rclpy.init(args=argv)
+    node = rclpy.create_node("shapes_replay")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(Image, args.topic, qos)
+    try:
+        deadline = time.monotonic() + args.wait
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        start = time.monotonic()
+        for i, rgb in enumerate(frames):
+            msg = rgb_to_image_msg(rgb)
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = args.frame_id
+            pub.publish(msg)
+            while time.monotonic() < start + (i + 1) / args.rate:
+                rclpy.spin_once(node, timeout_sec=0.01)
+        node.get_logger().info(f"replayed {len(frames)} frames at {args.rate:g} Hz on {args.topic}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Test harness: a perception node in its own process, and an rclpy client in the test process.
+
+Each test gets its own ROS domain and its own rclpy Context, so tests never see each other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from sgclip_ros.ros.params import load_defaults
+from sgclip_ros.tools.procs import ros_env, stop
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_params(path: Path, **overrides) -> Path:
+    """A params file: the shipped defaults with ``overrides``."""
+    params = load_defaults(REPO / "config" / "sgclip.yaml")
+    params.update(overrides)
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    return path
+
+
+class PerceptionProcess:
+    """`python -m sgclip_ros.nodes.perception_node` with a params file, in a given domain."""
+
+    def __init__(self, params: Path, domain: int, log: Path):
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sgclip_ros.nodes.perception_node",
+                "--ros-args",
+                "--params-file",
+                str(params),
+            ],
+            env=ros_env(domain),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def close(self) -> int:
+        code = stop(self.proc, timeout=10)
+        self._log.close()
+        return code
+
+
+class Client:
+    """An rclpy node in the test process, on its own context and domain."""
+
+    def __init__(self, domain: int, name: str = "test_client"):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {}
+
+    def subscribe(self, msg_type, topic: str, latched: bool = False) -> list:
+        qos = QoSProfile(
+            depth=100,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        )
+        inbox = self.received.setdefault(topic, [])
+        self.node.create_subscription(msg_type, topic, inbox.append, qos)
+        return inbox
+
+    def publisher(self, msg_type, topic: str, reliable: bool = True, depth: int = 100):
+        qos = QoSProfile(
+            depth=depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        )
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def spin_until(self, predicate, timeout: float, step: float = 0.02) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=step)
+        return bool(predicate())
+
+    def spin_for(self, seconds: float) -> None:
+        self.spin_until(lambda: False, seconds)
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        if not self.spin_until(client.service_is_ready, timeout):
+            raise TimeoutError(f"service {name} not available")
+        future = client.call_async(request)
+        if not self.spin_until(future.done, timeout):
+            raise TimeoutError(f"service {name} did not answer")
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def shapes_image(t: int, width: int = 160, height: int = 120, n: int = 3) -> np.ndarray:
+    """A frame of ``n`` solid squares moving right, on a light background."""
+    import cv2
+
+    image = np.full((height, width, 3), 235, np.uint8)
+    colours = [(220, 30, 30), (30, 60, 220), (30, 180, 30), (230, 200, 20)]
+    for k in range(n):
+        x, y = 8 + 45 * k + t % 20, 20 + 25 * k
+        cv2.rectangle(image, (x, y), (x + 24, y + 24), colours[k % 4], -1)
+    return image
+
+
+def diag_values(array_msgs: list, name_part: str) -> dict[str, str]:
+    """KeyValues of the newest DiagnosticStatus whose name contains ``name_part``."""
+    for msg in reversed(array_msgs):
+        for status in msg.status:
+            if name_part in status.name:
+                return {kv.key: kv.value for kv in status.values} | {
+                    "_level": status.level,
+                    "_message": status.message,
+                }
+    return {}

@@ -1,0 +1,133 @@
+"""Launch files and the parameter YAML: correct for a real robot, checked without `ros2 launch`.
+
+`launch`/`launch_ros` are not on PyPI. When they are importable (a ROS install) the launch
+descriptions are generated; otherwise the files are checked structurally.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+
+import pytest
+import yaml
+
+from sgclip_ros.ros.params import PERCEPTION_PARAMS, SPECS, load_defaults
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
+FORBIDDEN_CALLS = {"eval", "exec", "system", "Popen", "run", "check_output", "ExecuteProcess"}
+
+
+def _tree(path: pathlib.Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _calls(tree) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            names.add(f.id if isinstance(f, ast.Name) else getattr(f, "attr", ""))
+    return names
+
+
+def _declared_arguments(tree) -> set[str]:
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_launch_files_exist():
+    assert {p.name for p in LAUNCH} >= {"sgclip.launch.py", "perception.launch.py"}
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_files_declare_arguments_and_run_no_subprocess(path):
+    tree = _tree(path)
+    assert any(
+        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+        for n in tree.body
+    )
+    assert not (_calls(tree) & FORBIDDEN_CALLS)
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not imported & {"subprocess", "shlex"}
+    assert _declared_arguments(tree) >= {"namespace", "params_file", "camera_topic"}
+
+
+def test_perception_launch_starts_an_installed_lifecycle_executable():
+    tree = _tree(REPO / "launch" / "perception.launch.py")
+    node_calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LifecycleNode"
+    ]
+    assert len(node_calls) == 1
+    kwargs = {k.arg: k.value for k in node_calls[0].keywords}
+    assert kwargs["package"].value == "sgclip_ros"
+    assert (REPO / "bin" / kwargs["executable"].value).is_file()
+    assert "remappings" in kwargs and "parameters" in kwargs and "namespace" in kwargs
+
+
+def _have_launch() -> bool:
+    # The repository's own launch/ folder is a namespace package named `launch`: look deeper.
+    try:
+        import launch_ros  # noqa: F401
+
+        from launch import LaunchDescription  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _have_launch(),
+    reason="launch/launch_ros are not installable from PyPI; structural checks above",
+)
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_descriptions_generate(path):
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.generate_launch_description().entities
+
+
+def test_every_parameter_is_documented_in_the_yaml_and_has_a_spec():
+    defaults = load_defaults(REPO / "config" / "sgclip.yaml")
+    assert set(defaults) == set(SPECS)
+    lines = (REPO / "config" / "sgclip.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = line.strip().split(":")[0]
+        if key in SPECS and not line.strip().startswith("#"):
+            assert lines[i - 1].strip().startswith("#"), f"{key} has no comment above it"
+
+
+def test_descriptors_carry_ranges_and_read_only_flags():
+    defaults = load_defaults(REPO / "config" / "sgclip.yaml")
+    for spec in PERCEPTION_PARAMS:
+        desc = spec.descriptor(defaults[spec.name])
+        assert desc.read_only == spec.read_only and desc.description
+        if spec.low is not None:
+            ranges = list(desc.integer_range) + list(desc.floating_point_range)
+            assert len(ranges) == 1, spec.name
+            assert ranges[0].from_value <= defaults[spec.name] <= ranges[0].to_value, spec.name
+        if spec.choices:
+            assert defaults[spec.name] in spec.choices
+            assert spec.check("not-a-choice") is not None
+    assert SPECS["model_dir"].read_only and not SPECS["concepts_file"].read_only
+
+
+def test_default_concepts_file_and_yaml_are_loadable():
+    from sgclip_ros.core.concepts import load_concepts
+
+    defaults = load_defaults(REPO / "config" / "sgclip.yaml")
+    load_concepts(REPO / defaults["concepts_file"])
+    assert yaml.safe_load((REPO / "config" / "sgclip.yaml").read_text())["/**"]
