@@ -242,7 +242,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also measure this many streams batched together (1: skip)")
     parser.add_argument("--frames", type=int, default=40, help="frames per point, at most")
     parser.add_argument("--point-s", type=float, default=3.0, help="seconds per point, about")
-    parser.add_argument("--reserve-s", type=float, default=120.0,
+    parser.add_argument("--reserve-s", type=float, default=150.0,
                         help="seconds kept for loading and measuring after the builds")
     parser.add_argument("--work", help="keep the model and artefacts here")
     parser.add_argument("--dry-run", action="store_true", help="CPU, sgclip-tiny, short")
@@ -250,6 +250,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.objects = [int(n) for n in args.objects.split(",")]
     if args.dry_run:
         args.model, args.device, args.frames, args.point_s = "sgclip-tiny", "cpu", 4, 0.5
+        args.cameras = min(args.cameras, 2)
     else:
         if not torch.cuda.is_available():
             parser.error("no CUDA device (use --dry-run to check the script on a CPU)")

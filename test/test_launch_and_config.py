@@ -81,7 +81,6 @@ def _have_launch() -> bool:
     # The repository's own launch/ folder is a namespace package named `launch`: look deeper.
     try:
         import launch_ros  # noqa: F401
-
         from launch import LaunchDescription  # noqa: F401
     except ImportError:
         return False
@@ -131,3 +130,46 @@ def test_default_concepts_file_and_yaml_are_loadable():
     defaults = load_defaults(REPO / "config" / "sgclip.yaml")
     load_concepts(REPO / defaults["concepts_file"])
     assert yaml.safe_load((REPO / "config" / "sgclip.yaml").read_text())["/**"]
+
+
+# ---- planner ----------------------------------------------------------------------------------
+def test_planner_is_launched_behind_use_planner():
+    tree = _tree(REPO / "launch" / "sgclip.launch.py")
+    assert _declared_arguments(tree) >= {"use_planner", "planner_params_file"}
+    nodes = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LifecycleNode"
+    ]
+    assert len(nodes) == 1
+    kwargs = {k.arg: k.value for k in nodes[0].keywords}
+    assert kwargs["executable"].value == "planner_node"
+    assert (REPO / "bin" / "planner_node").is_file()
+    condition = kwargs["condition"]
+    assert condition.func.id == "IfCondition"
+    assert condition.args[0].args[0].value == "use_planner"
+    assert "parameters" in kwargs and "namespace" in kwargs
+
+
+def test_every_planner_parameter_is_documented_and_has_a_spec():
+    from sgclip_ros.ros.planner_params import PLANNER_PARAMS
+    from sgclip_ros.ros.planner_params import SPECS as PLANNER_SPECS
+
+    path = REPO / "config" / "planner.yaml"
+    defaults = load_defaults(path)
+    assert set(defaults) - {"actions"} == set(PLANNER_SPECS)
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = line.strip().split(":")[0]
+        if key in PLANNER_SPECS and line.startswith("    ") and not line.startswith("     "):
+            above = lines[i - 1].strip()
+            assert above.startswith("#") or lines[i - 1].strip().split(":")[0] in PLANNER_SPECS
+    for spec in PLANNER_PARAMS:
+        desc = spec.descriptor(defaults[spec.name])
+        if spec.low is not None:
+            ranges = list(desc.integer_range) + list(desc.floating_point_range)
+            assert len(ranges) == 1, spec.name
+            assert ranges[0].from_value <= defaults[spec.name] <= ranges[0].to_value, spec.name
+    assert PLANNER_SPECS["base_url"].read_only and PLANNER_SPECS["api_key_env"].read_only
+    assert not PLANNER_SPECS["max_graph_age_s"].read_only
+    assert defaults["base_url"] == ""  # shipped in dry-run mode: never acts until configured

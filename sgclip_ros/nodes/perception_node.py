@@ -76,6 +76,10 @@ class PerceptionNode(LifecycleNode):
     # ---- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            for name, spec in SPECS.items():  # ranges are enforced by rclpy, choices here
+                problem = spec.check(self.p(name))
+                if problem:
+                    raise ValueError(problem)
             root = self.p("model_root") or str(share_dir() / "models")
             self.choice = load_backend(
                 self.p("backend"), root, self.p("model_dir"), self.p("device")
@@ -233,7 +237,7 @@ class PerceptionNode(LifecycleNode):
 
             pub = self._annotated_pubs.get(camera)
             if pub is None:
-                pub = self.create_publisher(Image, f"{camera.rstrip('/')}/annotated", 2)
+                pub = self.create_publisher(Image, self._annotated_topic(camera), 2)
                 self._annotated_pubs[camera] = pub
             image = draw_scene_graph(rgb, graph, max_relations=self.p("annotated_relations"))
             msg = rgb_to_image_msg(image)
@@ -242,6 +246,14 @@ class PerceptionNode(LifecycleNode):
                 graph.frame_id,
             )
             pub.publish(msg)
+
+    def _annotated_topic(self, camera: str) -> str:
+        """`annotated_image` for a single camera; beside each camera's topic for several."""
+        cameras = self._camera_topics()[0]
+        if len(cameras) == 1:
+            return "annotated_image"
+        parent = camera.rstrip("/").rsplit("/", 1)[0]
+        return f"{parent}/annotated_image" if parent else f"{camera}_annotated"
 
     def _publish_concepts(self) -> None:
         if self._concepts_pub is None or self.predictor is None:

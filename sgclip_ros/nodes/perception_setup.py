@@ -40,6 +40,7 @@ def build_predictor_config(node) -> PredictorConfig:
         window=window_config(values),
         graph=graph_settings(values),
         max_objects=int(node.p("max_objects")),
+        preprocess=node.p("preprocess"),
     )
 
 

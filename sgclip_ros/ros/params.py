@@ -74,6 +74,7 @@ PERCEPTION_PARAMS = (
         choices=("auto", "tensorrt", "onnxruntime", "aoti", "torch"),
     ),
     ParamSpec("device", "auto, cpu, cuda or cuda:N.", read_only=True),
+    ParamSpec("preprocess", "Crop preprocessing.", read_only=True, choices=("exact", "fast")),
     ParamSpec("concepts_file", "Concept list YAML (relative: in the package share)."),
     ParamSpec("window_size", "Frames per window.", low=1, high=64),
     ParamSpec("window_stride", "New frames between scene graphs.", low=1, high=64),

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_out")
     parser.add_argument("--graph-topic", default="/scene_graph")
-    parser.add_argument("--image-topic", default="/camera/image_raw/annotated")
+    parser.add_argument("--image-topic", default="/annotated_image")
     parser.add_argument("--duration", type=float, default=60.0, help="stop after S seconds")
     parser.add_argument(
         "--idle",

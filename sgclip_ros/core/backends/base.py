@@ -74,6 +74,7 @@ class CompiledBackend(EncoderBackend):
             role_towers = artefacts.manifest["io_spec"]["role_towers"]
             self.texts = PrecomputedTexts.load(artefacts.directory / TEXT_FILE, role_towers)
         self.text_rows_computed = 0  # text rows not found among the precomputed ones
+        self.self_check_report: dict[str, Parity] = {}  # filled by self_check()
 
     @property
     def device(self) -> str:
@@ -136,6 +137,7 @@ class CompiledBackend(EncoderBackend):
                 report[spec.name] = result
                 if not result.ok:
                     bad.append(f"{spec.name} {result.describe()}")
+        self.self_check_report = report
         if bad:
             raise BackendUnavailable(
                 f"{self.name} disagrees with the embeddings recorded at export "
