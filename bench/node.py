@@ -104,10 +104,11 @@ class Bench:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         self.received.append((stamp, (now - stamp) / 1e6, float(msg.inference_ms)))
 
-    def _send(self, i: int) -> None:
+    def _send(self, i: int) -> int:
         msg = self.msgs[i % len(self.msgs)]
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self.pub.publish(msg)
+        return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
     def _spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -143,12 +144,13 @@ class Bench:
         }
 
     def closed_loop(self, n: int) -> dict:
+        """Each frame is sent once the previous one's graph is back: no queueing in the node."""
+        self._drain()
         self.received.clear()
         for i in range(n):
-            before = len(self.received)
-            self._send(i)
-            end = time.monotonic() + 30
-            while len(self.received) == before and time.monotonic() < end:
+            stamp = self._send(i)
+            end = time.monotonic() + 60
+            while all(r[0] != stamp for r in self.received) and time.monotonic() < end:
                 self.executor.spin_once(timeout_sec=0.001)
         lat = [r[1] for r in self.received]
         model = [r[2] for r in self.received]
@@ -159,6 +161,14 @@ class Bench:
             "overhead_ms": statistics.median(over),
             "overhead_p99_ms": _percentile(over, 99),
         }
+
+    def _drain(self, quiet_s: float = 1.0) -> None:
+        """Spin until no graph has arrived for ``quiet_s`` (the open loop's tail is done)."""
+        count, last = len(self.received), time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            self.executor.spin_once(timeout_sec=0.01)
+            if len(self.received) != count:
+                count, last = len(self.received), time.monotonic()
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -135,7 +135,11 @@ def preprocess_crops(crops: list[torch.Tensor], cfg: PreprocessConfig) -> torch.
         return torch.empty((0, 3, s, s), dtype=torch.float32)
     pixels = torch.stack([resize_crop_uint8(c, cfg) for c in crops])
     # HF rescales in float64 then casts to float32, and normalises in float32.
-    scaled = (pixels.to(torch.float64) * (1 / 255)).to(torch.float32)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (scaled - mean) / std
+    return normalize((pixels.to(torch.float64) * (1 / 255)).to(torch.float32), cfg)
+
+
+def normalize(pixels01: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """[B,3,S,S] float32 pixels in 0..1 -> CLIP-normalised, on the pixels' device."""
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=pixels01.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=pixels01.device).view(1, 3, 1, 1)
+    return (pixels01 - mean) / std

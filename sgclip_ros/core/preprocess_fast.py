@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sgclip_ros.core.model_config import PreprocessConfig
-from sgclip_ros.core.preprocess import output_geometry
+from sgclip_ros.core.preprocess import normalize, output_geometry
 
 PREPROCESS_MODES = ("exact", "fast")
 # Crops whose resized size is at most this many S x S squares are resized whole and then cut
@@ -74,7 +74,4 @@ def preprocess_crops_fast(
         return torch.empty((0, 3, s, s), dtype=torch.float32, device=device)
     target = torch.device(device) if device is not None else crops[0].device
     pixels = torch.stack([resize_crop_fast(c.to(target, non_blocking=True), cfg) for c in crops])
-    pixels = pixels.clamp_(0, 255).round_().mul_(1 / 255)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=target).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=target).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    return normalize(pixels.clamp_(0, 255).round_().mul_(1 / 255), cfg)

@@ -129,6 +129,10 @@ class PerceptionNode(LifecycleNode):
         self._concepts_pub = self.create_publisher(ConceptLists, "active_concepts", latched)
         self._entities = [self.create_service(SetConcepts, "set_concepts", self._on_set_concepts)]
         self._subscribe(cameras, detections)
+        # Created up front (publishing stays optional) so subscribers discover them early.
+        self._annotated_pubs = {
+            cam: self.create_publisher(Image, self._annotated_topic(cam), 2) for cam in cameras
+        }
         self.worker.start()
         self._publish_concepts()
         self.get_logger().info(f"active: {len(cameras)} camera(s): {', '.join(cameras)}")
@@ -235,10 +239,7 @@ class PerceptionNode(LifecycleNode):
             from sgclip_ros.core.annotate import draw_scene_graph
             from sgclip_ros.ros.image_conversion import rgb_to_image_msg
 
-            pub = self._annotated_pubs.get(camera)
-            if pub is None:
-                pub = self.create_publisher(Image, self._annotated_topic(camera), 2)
-                self._annotated_pubs[camera] = pub
+            pub = self._annotated_pubs[camera]
             image = draw_scene_graph(rgb, graph, max_relations=self.p("annotated_relations"))
             msg = rgb_to_image_msg(image)
             msg.header.stamp, msg.header.frame_id = (
