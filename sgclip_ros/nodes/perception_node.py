@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -24,6 +22,7 @@ from sgclip_ros.core.input_checks import DropCounter, FrameRejected, RateMeter, 
 from sgclip_ros.core.model_store import ModelFileError
 from sgclip_ros.core.predictor import SGClipPredictor
 from sgclip_ros.msg import ConceptLists, SceneGraph
+from sgclip_ros.nodes.lifecycle_main import run_lifecycle_node
 from sgclip_ros.nodes.perception_setup import (
     build_predictor_config,
     graph_settings,
@@ -379,25 +378,13 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _stop_worker(node: PerceptionNode) -> None:
+    if node.worker is not None:
+        node.worker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = PerceptionNode()
-    if node.p("autostart"):
-        node.trigger_configure()
-        if node.predictor is not None:
-            node.trigger_activate()
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node.worker is not None:
-            node.worker.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_node(PerceptionNode, 2, argv, on_exit=_stop_worker)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ import json
 import sys
 import threading
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -25,6 +23,7 @@ from std_msgs.msg import String
 
 from sgclip_ros.action import Plan
 from sgclip_ros.msg import PlannedAction, SceneGraph
+from sgclip_ros.nodes.lifecycle_main import run_lifecycle_node
 from sgclip_ros.planner.actions import ActionSetError
 from sgclip_ros.planner.core import BUSY, CANCELED, Planner, PlanOutcome, PortError
 from sgclip_ros.planner.health import PlannerStatus
@@ -348,22 +347,7 @@ class _RosPorts:
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = PlannerNode()
-    if node.p("autostart"):
-        node.trigger_configure()
-        if node.planner is not None:
-            node.trigger_activate()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_node(PlannerNode, 4, argv)
 
 
 if __name__ == "__main__":
