@@ -119,13 +119,14 @@ class Client:
 
 
 def shapes_image(t: int, width: int = 160, height: int = 120, n: int = 3) -> np.ndarray:
-    """A frame of ``n`` solid squares moving right, on a light background."""
+    """A frame of ``n`` solid squares sliding right and back, on a light background."""
     import cv2
 
     image = np.full((height, width, 3), 235, np.uint8)
     colours = [(220, 30, 30), (30, 60, 220), (30, 180, 30), (230, 200, 20)]
     for k in range(n):
-        x, y = 8 + 45 * k + t % 20, 20 + 25 * k
+        phase = t % 40  # back and forth, 1 px per frame: tracks never jump
+        x, y = 8 + 45 * k + (phase if phase < 20 else 40 - phase), 20 + 25 * k
         cv2.rectangle(image, (x, y), (x + 24, y + 24), colours[k % 4], -1)
     return image
 

@@ -55,7 +55,8 @@ PUBLISHER = textwrap.dedent("""
         arr.header = img.header
         for k, (track, label) in enumerate((("car7", "car"), ("ped3", "person"))):
             d = Detection2D(id=track)
-            x, y = 8 + 45 * k + t % 20, 20 + 25 * k
+            phase = t % 40  # the same motion as shapes_image
+            x, y = 8 + 45 * k + (phase if phase < 20 else 40 - phase), 20 + 25 * k
             d.bbox.center.position.x, d.bbox.center.position.y = x + 12.5, y + 12.5
             d.bbox.size_x = d.bbox.size_y = 25.0
             hyp = ObjectHypothesisWithPose()
