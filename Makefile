@@ -5,7 +5,7 @@ PY := .venv/bin/python
 RUN := bash scripts/ros_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: env build lint test demo clean
+.PHONY: env build lint test demo clean shapes-default
 
 env:
 	@bash scripts/setup_env.sh
@@ -22,6 +22,10 @@ test: build lint
 
 demo: build
 	@$(RUN) $(PY) -m sgclip_ros.tools.demo
+
+# Retrain the shipped models/shapes_default (about 30-40 minutes on 2 CPU cores).
+shapes-default: env
+	@bash training/ship_shapes_default.sh
 
 clean:
 	rm -rf build install log demo_out

@@ -9,6 +9,8 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from ros_harness import Client, PerceptionProcess, diag_values, shapes_image, write_params
 
+from sgclip_ros.core.model_store import sha256_file
+
 pytestmark = pytest.mark.usefixtures("needs_install")
 
 PERIOD_NS = 100_000_000
@@ -125,7 +127,9 @@ def test_two_cameras_are_served_by_one_model(node_and_client):
     client.spin_for(1.5)  # one more diagnostics period, so the counts include the graphs above
     node_status = diag_values(diags, ": node")
     cam_a, cam_b = diag_values(diags, "/cam_a/image_raw"), diag_values(diags, "/cam_b/image_raw")
-    assert node_status["backend"] == "torch" and node_status["model_id"] == "untrained-tiny"
+    shipped = sha256_file(REPO_ROOT / "models" / "shapes_default" / "model.safetensors")[:16]
+    assert node_status["backend"] == "torch" and node_status["model_id"] == shipped
+    assert node_status["untrained_model"] == "false"
     assert int(cam_a["frames_processed"]) >= 3 and int(cam_b["frames_processed"]) >= 3
     assert int(node_status["frames_processed"]) == int(cam_a["frames_processed"]) + int(
         cam_b["frames_processed"]

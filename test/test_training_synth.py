@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from training import spec as S
 from training import synth
 from training.caption_grammar import CATEGORIES, COLOURS, RELATIONS
+from training.caption_rules import parse_caption
 from training.synth_scene import COLOUR_RGB
 
 CLIPS = [synth.render_clip(seed=3, index=i) for i in range(40)]
@@ -132,6 +134,30 @@ def test_narrated_pair_changes_relations_and_is_in_the_caption():
             category = ann["subject/objects"][tid]["category"]
             colour = ann["unary_instances"][tid]["predicate"]
             assert f"the {colour} {category}" in caption
+
+
+def test_lasting_relations_across_the_motion_axis_are_stated():
+    """A relation on the other axis that holds in every frame of the narrated pair (passing in
+    neighbouring lanes) is in the caption as a whole-clip constraint on that pair."""
+    stated = 0
+    for clip in CLIPS:
+        ann = clip.annotation
+        s, o = ann["meta"]["subject_tid"], ann["meta"]["object_tid"]
+        states = [issue_relations(box_tuple(f[s]["bbox"]), box_tuple(f[o]["bbox"]))
+                  for f in ann["trajectories"]]
+        other_axis = {"above", "below"} if ann["meta"]["horizontal"] else {"left of", "right of"}
+        across = set.intersection(*states) & other_axis
+        parsed = parse_caption(ann["caption"])
+        labels = {tid: (ann["subject/objects"][tid]["category"],
+                        ann["unary_instances"][tid]["predicate"]) for tid in (s, o)}
+        entity = {e.var: (e.category, e.colour) for e in parsed.entities}
+        constrained = {(entity[b.subj], b.name, entity[b.obj])
+                       for c in parsed.constraints for b in S.walk(c)
+                       if isinstance(b, S.Binary)}
+        for relation in across:
+            assert (labels[s], relation, labels[o]) in constrained, ann["caption"]
+            stated += 1
+    assert stated >= 5
 
 
 def test_captions_use_varied_templates():

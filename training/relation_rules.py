@@ -36,11 +36,13 @@ def exclusive_map(groups: Iterable[Iterable[str]]) -> dict[str, list[str]]:
 
 def _binary(atom: S.Binary, converse: dict[str, str], exclusive: dict[str, list[str]]
             ) -> list[S.Formula]:
-    parts: list[S.Formula] = [atom]
+    facts = [atom]
     if atom.name in converse:
-        parts.append(S.Binary(atom.obj, converse[atom.name], atom.subj))
-    for other in exclusive.get(atom.name, []):
-        parts.append(S.Not(S.Binary(atom.subj, other, atom.obj)))
+        facts.append(S.Binary(atom.obj, converse[atom.name], atom.subj))
+    parts: list[S.Formula] = list(facts)
+    for fact in facts:
+        parts += [S.Not(S.Binary(fact.subj, other, fact.obj))
+                  for other in exclusive.get(fact.name, [])]
     return parts
 
 

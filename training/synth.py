@@ -27,11 +27,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from training import caption_grammar as G
 from training import synth_captions as C
 from training.caption_grammar import CATEGORIES, COLOURS, RELATIONS
 from training.synth_scene import ScenePlan, plan_scene, relations, render_frames
 
-GENERATOR_VERSION = "shapesworld-1"
+GENERATOR_VERSION = "shapesworld-2"
 BBOX_CONVENTION = "integer pixels; xmin/ymin inclusive, xmax/ymax exclusive"
 FORMATS = ("png", "mp4")
 DEFAULT_FPS = 1.0  # the reference samples training videos at 1 fps
@@ -80,7 +81,8 @@ def pair_states(plan: ScenePlan, subject: int, obj: int) -> list[set[str]]:
 
 
 def compose_caption(plan: ScenePlan, rng: np.random.Generator) -> str:
-    """Caption of the clip: the narrated pair's events, then sentences about other shapes."""
+    """Caption of the clip: the narrated pair's events, what lasts between them, then sentences
+    about the other shapes (what lasts between each and one of the pair, or just presence)."""
     states = pair_states(plan, plan.subject, plan.object)
     events = C.narrate_events(states, plan.horizontal)
     if len(events) < 2:
@@ -89,17 +91,23 @@ def compose_caption(plan: ScenePlan, rng: np.random.Generator) -> str:
     mentions = C.Mentions(labels, rng)
     touch_frames = sum("touching" in s for s in states)
     text = C.narrative(events, mentions, plan.subject, plan.object, 0 < touch_frames <= 2)
+    # The narrated events speak of the motion axis; a relation on the other axis that lasts
+    # (passing in neighbouring lanes) is said too, as a describer watching the clip would.
+    across = set(G.AXES[not plan.horizontal]) & set.intersection(*states)
+    for relation in sorted(across):
+        text += " " + C.lasting_sentence(mentions, plan.subject, plan.object, relation)
     for other in range(len(plan.shapes)):
         if other in (plan.subject, plan.object):
             continue
         draw = rng.random()
-        if draw < 0.5:
+        if draw < 0.7:
             anchor = (plan.subject, plan.object)[int(rng.integers(2))]
             lasting = set.intersection(*pair_states(plan, other, anchor)) - {"touching"}
-            if lasting:
-                relation = sorted(lasting)[int(rng.integers(len(lasting)))]
+            for relation in sorted(lasting):
                 text += " " + C.lasting_sentence(mentions, other, anchor, relation)
-        elif draw < 0.8:
+            if not lasting:
+                text += " " + C.presence_sentence(*labels[other])
+        elif draw < 0.9:
             text += " " + C.presence_sentence(*labels[other])
     return text
 

@@ -16,6 +16,7 @@ writes checkpoints; gloo on CPU, nccl on CUDA.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,7 @@ from training.train_config import TrainConfig, load_train_config
 from training.train_data import TrainSet, prepare
 from training.train_losses import (
     Encoders,
+    RelationRules,
     batch_pixels,
     batch_probs,
     clamp_logit_scale,
@@ -134,8 +136,9 @@ class Trainer:
         loss = self.config.loss
         self.neg_kw = [negative_keywords(s, self.concepts, loss.converse)
                        for s in self.train.specs]
+        conv, excl = converse_map(loss.converse), exclusive_map(loss.exclusive)
+        self.relation_rules = RelationRules.from_names(list(self.concepts.binary), conv, excl)
         if loss.augment_specs:
-            conv, excl = converse_map(loss.converse), exclusive_map(loss.exclusive)
             self.train.specs = [[augment(s, conv, excl) for s in specs]
                                 for specs in self.train.specs]
         batch, world = self.config.optim.batch_videos, self.env.world
@@ -178,7 +181,8 @@ class Trainer:
                 loss, parts = supervised_loss(p, labels)
             else:
                 loss, parts = weak_loss(p, self.train.specs[i], self.negatives(i, rng),
-                                        self.neg_kw[i], cfg.loss, self.semiring)
+                                        self.neg_kw[i], cfg.loss, self.semiring,
+                                        self.relation_rules)
             losses.append(loss)
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / len(batch)
@@ -255,17 +259,20 @@ def _reduce_logs(logs: dict[str, float], env: Dist) -> dict[str, float]:
     return {k: float(v) / env.world for k, v in zip(keys, t.tolist(), strict=True)}
 
 
-def run_epochs(trainer: Trainer, deadline: float | None, started: float) -> bool:
-    """Train until the configured epochs are done (True) or the deadline passes (False)."""
+def run_epochs(trainer: Trainer, deadline: float | None, started: float,
+               max_steps: int | None = None) -> bool:
+    """Train until the configured epochs are done (True), or stop (False) when the deadline
+    passes or this run has made ``max_steps`` steps; a stop saves the resume state."""
     env, pos, cfg = trainer.env, trainer.position, trainer.config
-    base_elapsed = pos["elapsed_s"]
+    base_elapsed, steps_done = pos["elapsed_s"], 0
     while pos["epoch"] < cfg.optim.epochs:
         batches = trainer.epoch_batches(pos["epoch"])
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = pos.setdefault("epoch_sums", {})  # kept across resumes
         bar = tqdm(total=len(batches), initial=pos["step_in_epoch"], disable=not env.main,
                    desc=f"epoch {pos['epoch'] + 1}/{cfg.optim.epochs}", file=sys.stderr)
         while pos["step_in_epoch"] < len(batches):
             logs = trainer.step(batches[pos["step_in_epoch"]], pos["epoch"])
+            steps_done += 1
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
@@ -273,6 +280,7 @@ def run_epochs(trainer: Trainer, deadline: float | None, started: float) -> bool
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
             pos["elapsed_s"] = base_elapsed + time.monotonic() - started
             late = _reduce_flag(deadline is not None and time.monotonic() > deadline, env)
+            late = late or (max_steps is not None and steps_done >= max_steps)
             due = cfg.checkpoint_every and pos["global_step"] % cfg.checkpoint_every == 0
             if late or due:
                 trainer.save()
@@ -289,6 +297,7 @@ def run_epochs(trainer: Trainer, deadline: float | None, started: float) -> bool
         env.barrier()
         pos["epoch"] += 1
         pos["step_in_epoch"] = 0
+        pos["epoch_sums"] = {}
         pos["elapsed_s"] = base_elapsed + time.monotonic() - started
         record["elapsed_s"] = round(pos["elapsed_s"], 1)
         pos["history"].append(record)
@@ -301,6 +310,19 @@ def run_epochs(trainer: Trainer, deadline: float | None, started: float) -> bool
     return True
 
 
+def rank_digests(model, env: Dist) -> list[str]:
+    """sha256 of every rank's weights (gathered): DDP ranks must end identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if env.world <= 1:
+        return [digest.hexdigest()]
+    gathered: list = [None] * env.world
+    dist.all_gather_object(gathered, digest.hexdigest())
+    return gathered
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="training YAML")
@@ -311,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop (and checkpoint) after this much wall time")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per process)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: auto)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop (and checkpoint) after this many steps of this run")
     args = parser.parse_args(argv)
     started = time.monotonic()
     deadline = started + 60 * args.max_minutes if args.max_minutes else None
@@ -327,14 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     elif env.main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     trainer.load_data()
-    finished = run_epochs(trainer, deadline, started)
+    finished = run_epochs(trainer, deadline, started, args.max_steps)
+    digests = rank_digests(trainer.model, env)
     mode = "supervised" if args.supervised else "weak"
     if env.main:
         model_dir = trainer.export(mode)
         summary = {"mode": mode, "finished": finished, "config": config.to_dict(),
                    "position": {k: v for k, v in trainer.position.items() if k != "history"},
                    "wall_s_this_run": round(time.monotonic() - started, 1),
-                   "train_videos": len(trainer.train.crops), "model_dir": str(model_dir)}
+                   "train_videos": len(trainer.train.crops), "model_dir": str(model_dir),
+                   "world_size": env.world, "rank_weight_sha256": digests}
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         print(f"{'finished' if finished else 'stopped at the time limit'}; model: {model_dir}",
               file=sys.stderr)

@@ -70,12 +70,18 @@ class LossConfig:
     negative_binary_weight: float = 0.1
     text_uniformity_weight: float = 1.0  # keep each list's text embeddings apart (both modes)
     negative_reduction: str = "sum"  # keyword BCE summed over entries (reference) or "mean"
+    # Which ordered pairs unused relation keywords push to 0: "all" pairs (reference) or only
+    # the pairs "mentioned" together in a relation of the caption (and their converses).
+    negative_binary_scope: str = "all"
     # Relations implied by a mentioned one ("A left of B" says "B right of A"): never negatives.
     converse: dict[str, str] = field(default_factory=dict)
     # Relations that cannot hold together for one pair and frame, e.g. [[left of, right of]].
     exclusive: list = field(default_factory=list)
     # Expand each caption fact by its converse and exclusive partners (training.relation_rules).
     augment_specs: bool = False
+    # Weight of the label-free consistency of converse and exclusive relations on every pair
+    # and frame (training.train_losses.relation_consistency); 0 disables.
+    relation_consistency_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
         raise ConfigError(f"{source}: data.format must be png or mp4")
     if config.loss.semiring not in ("max", "smooth"):
         raise ConfigError(f"{source}: loss.semiring must be max or smooth")
+    if config.loss.negative_binary_scope not in ("all", "mentioned"):
+        raise ConfigError(f"{source}: loss.negative_binary_scope must be all or mentioned")
     if config.optim.batch_videos < 1 or config.optim.epochs < 1:
         raise ConfigError(f"{source}: optim.batch_videos and optim.epochs must be >= 1")
     return config

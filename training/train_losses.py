@@ -164,17 +164,34 @@ def _pair_mask(present: Tensor) -> Tensor:
     return pair & ~eye
 
 
-def keyword_losses(probs: PredicateProbs, neg: NegativeKeywords,
-                   reduction: str = "sum") -> dict[str, Tensor]:
+def mentioned_pairs(specs: list[S.TemporalSpec], assignments: list[dict[str, int]],
+                    num_tracks: int) -> Tensor:
+    """[N, N] bool: ordered track pairs that a binary atom of a spec relates under its best
+    assignment, and their converses."""
+    mask = torch.zeros(num_tracks, num_tracks, dtype=torch.bool)
+    for spec, assignment in zip(specs, assignments, strict=True):
+        for node in S.walk(spec.formula):
+            if isinstance(node, S.Binary) and node.subj in assignment and node.obj in assignment:
+                a, b = assignment[node.subj], assignment[node.obj]
+                mask[a, b] = mask[b, a] = True
+    return mask
+
+
+def keyword_losses(probs: PredicateProbs, neg: NegativeKeywords, reduction: str = "sum",
+                   pairs: Tensor | None = None) -> dict[str, Tensor]:
     """BCE -> 0 of the caption's negative keywords, per kind, summed over tracks, frames and
-    pairs as the reference (or averaged: ``reduction="mean"``); 0 when there are none."""
+    pairs as the reference (or averaged: ``reduction="mean"``); 0 when there are none.
+    ``pairs`` ([N, N] bool) limits the binary keywords to those ordered pairs."""
     present = probs.present.bool()
     zero = probs.unary.sum() * 0.0
     tracks = present.any(0)
+    pair_mask = _pair_mask(present)
+    if pairs is not None:
+        pair_mask = pair_mask & pairs.to(pair_mask.device)[None]
     picked = {
         "neg_category": pooled_category(probs)[tracks][:, neg.category],
         "neg_unary": probs.unary[present][:, neg.unary],
-        "neg_binary": probs.binary[_pair_mask(present)][:, neg.binary],
+        "neg_binary": probs.binary[pair_mask][:, neg.binary],
     }
     out = {}
     for key, p in picked.items():
@@ -186,11 +203,14 @@ def keyword_losses(probs: PredicateProbs, neg: NegativeKeywords,
 def spec_losses(probs: PredicateProbs, specs: list[S.TemporalSpec],
                 negatives: list[S.TemporalSpec], cfg: LossConfig,
                 semiring: Semiring) -> dict[str, Tensor]:
-    """Positive specs -> 1 (alignment and whole spec), other videos' specs -> 0."""
+    """Positive specs -> 1 (alignment and whole spec), other videos' specs -> 0; ``"pairs"``:
+    the :func:`mentioned_pairs` of the best proofs (a mask, not a loss)."""
     zero = probs.unary.sum() * 0.0
     align, whole = [], []
+    assignments = []
     for spec in specs:
         result = evaluate_spec(spec, probs, semiring)
+        assignments.append(result.best_assignment or {})
         if not result.best_assignment:  # more entities than tracks: nothing to learn
             continue
         whole.append(-result.log_prob.clamp(max=0.0))
@@ -201,18 +221,25 @@ def spec_losses(probs: PredicateProbs, specs: list[S.TemporalSpec],
         "align": torch.stack(align).mean() if align else zero,
         "spec": torch.stack(whole).mean() if whole else zero,
         "neg_spec": torch.stack(neg).mean() if neg else zero,
+        "pairs": mentioned_pairs(specs, assignments, probs.num_tracks),
     }
 
 
 def weak_loss(probs: PredicateProbs, specs, negatives, neg_kw: NegativeKeywords,
-              cfg: LossConfig, semiring: Semiring) -> tuple[Tensor, dict[str, float]]:
+              cfg: LossConfig, semiring: Semiring, rules: RelationRules | None = None
+              ) -> tuple[Tensor, dict[str, float]]:
     """Total caption-only loss of one video and its parts (for logging)."""
     parts = spec_losses(probs, specs, negatives, cfg, semiring)
-    parts.update(keyword_losses(probs, neg_kw, cfg.negative_reduction))
+    pairs = parts.pop("pairs")
+    scope = pairs if cfg.negative_binary_scope == "mentioned" else None
+    parts.update(keyword_losses(probs, neg_kw, cfg.negative_reduction, scope))
     weights = {"align": cfg.align_weight, "spec": cfg.spec_weight,
                "neg_spec": cfg.negative_spec_weight,
                "neg_category": cfg.negative_category_weight,
                "neg_unary": cfg.negative_unary_weight, "neg_binary": cfg.negative_binary_weight}
+    if rules is not None and cfg.relation_consistency_weight:
+        parts["consistency"] = relation_consistency(probs, rules)
+        weights["consistency"] = cfg.relation_consistency_weight
     total = sum(weights[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -235,6 +262,43 @@ def supervised_loss(probs: PredicateProbs, labels: dict[str, Tensor]
     bi = probs.binary[mask]
     parts["binary"] = _bce(bi, labels["binary"].to(bi)[mask]).mean() if bi.numel() else zero
     return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+
+
+@dataclass(frozen=True)
+class RelationRules:
+    """Column indices of converse pairs and mutually exclusive pairs of the binary list."""
+
+    converse: list[tuple[int, int]]
+    exclusive: list[tuple[int, int]]
+
+    @classmethod
+    def from_names(cls, binary: list[str], converse: dict[str, str],
+                   exclusive: dict[str, list[str]]) -> RelationRules:
+        index = {name: i for i, name in enumerate(binary)}
+        # (r, c) at pair (a, b) is (c, r) at (b, a): keep one of each.
+        conv = sorted({(min(index[a], index[b]), max(index[a], index[b]))
+                       for a, b in converse.items() if a in index and b in index})
+        excl = sorted({(min(index[a], index[b]), max(index[a], index[b]))
+                       for a, others in exclusive.items() for b in others
+                       if a in index and b in index})
+        return cls(conv, excl)
+
+
+def relation_consistency(probs: PredicateProbs, rules: RelationRules) -> Tensor:
+    """Label-free consistency over every present ordered pair and frame: ``p(a, r, b)`` equals
+    ``p(b, converse(r), a)`` (squared difference) and two exclusive relations do not hold
+    together (BCE of their product -> 0). Mean over pairs; 0 without pairs or rules."""
+    mask = _pair_mask(probs.present.bool())
+    zero = probs.binary.sum() * 0.0
+    if not mask.any() or not (rules.converse or rules.exclusive):
+        return zero
+    terms = []
+    flipped = probs.binary.transpose(1, 2)  # [T, N, N, R]: (b, a) at (a, b)
+    for r, c in rules.converse:
+        terms.append((probs.binary[..., r] - flipped[..., c])[mask].pow(2))
+    for r, c in rules.exclusive:
+        terms.append(_bce_to_zero(probs.binary[..., r] * probs.binary[..., c])[mask])
+    return torch.stack(terms).sum(0).mean()
 
 
 def text_uniformity(text: dict[str, Tensor], t: float = 2.0) -> Tensor:

@@ -16,7 +16,7 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Left: training loss per epoch; right: validation metrics per epoch (when measured)."""
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train"]["loss"] for r in history], marker="o", label="total")
+    left.plot(epochs, [r["train"].get("loss") for r in history], marker="o", label="total")
     left.set_xlabel("epoch")
     left.set_ylabel("training loss")
     left.set_yscale("log")
