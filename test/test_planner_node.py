@@ -241,7 +241,9 @@ class Stack:
         result = goal.result().get_result_async()
         assert c.spin_until(result.done, timeout), f"no result for {instruction!r}"
         res = result.result().result
-        c.spin_until(lambda: any(f.feedback.status == res.status for f in feedback), 3)
+        # The final feedback and the result travel separately: wait for it (under load it can
+        # trail the result by seconds).
+        c.spin_until(lambda: any(f.feedback.status == res.status for f in feedback), 15)
         return res, [f.feedback for f in feedback]
 
     def set_params(self, node: str, **values) -> None:
