@@ -202,9 +202,9 @@ def keyword_losses(probs: PredicateProbs, neg: NegativeKeywords, reduction: str 
 
 def spec_losses(probs: PredicateProbs, specs: list[S.TemporalSpec],
                 negatives: list[S.TemporalSpec], cfg: LossConfig,
-                semiring: Semiring) -> dict[str, Tensor]:
-    """Positive specs -> 1 (alignment and whole spec), other videos' specs -> 0; ``"pairs"``:
-    the :func:`mentioned_pairs` of the best proofs (a mask, not a loss)."""
+                semiring: Semiring) -> tuple[dict[str, Tensor], list[dict[str, int]]]:
+    """Positive specs -> 1 (alignment and whole spec), other videos' specs -> 0; and each
+    positive spec's best assignment (variable -> track, empty when unsatisfiable)."""
     zero = probs.unary.sum() * 0.0
     align, whole = [], []
     assignments = []
@@ -221,17 +221,17 @@ def spec_losses(probs: PredicateProbs, specs: list[S.TemporalSpec],
         "align": torch.stack(align).mean() if align else zero,
         "spec": torch.stack(whole).mean() if whole else zero,
         "neg_spec": torch.stack(neg).mean() if neg else zero,
-        "pairs": mentioned_pairs(specs, assignments, probs.num_tracks),
-    }
+    }, assignments
 
 
 def weak_loss(probs: PredicateProbs, specs, negatives, neg_kw: NegativeKeywords,
               cfg: LossConfig, semiring: Semiring, rules: RelationRules | None = None
               ) -> tuple[Tensor, dict[str, float]]:
     """Total caption-only loss of one video and its parts (for logging)."""
-    parts = spec_losses(probs, specs, negatives, cfg, semiring)
-    pairs = parts.pop("pairs")
-    scope = pairs if cfg.negative_binary_scope == "mentioned" else None
+    parts, assignments = spec_losses(probs, specs, negatives, cfg, semiring)
+    scope = None  # every pair, as the reference
+    if cfg.negative_binary_scope == "mentioned":
+        scope = mentioned_pairs(specs, assignments, probs.num_tracks)
     parts.update(keyword_losses(probs, neg_kw, cfg.negative_reduction, scope))
     weights = {"align": cfg.align_weight, "spec": cfg.spec_weight,
                "neg_spec": cfg.negative_spec_weight,
