@@ -5,7 +5,11 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 
@@ -15,13 +19,21 @@ def run_lifecycle_node(
     argv: list[str] | None = None,
     on_exit: Callable[[LifecycleNode], None] | None = None,
 ) -> int:
-    """Create the node; with `autostart`, configure and (if that worked) activate; spin."""
+    """Create the node; with `autostart`, configure and (if that worked) activate; spin.
+
+    ``threads=1`` spins a SingleThreadedExecutor: for nodes whose callbacks never block (the
+    perception node hands frames to its own worker thread), it avoids rclpy's
+    MultiThreadedExecutor, which delays callbacks by up to seconds (rclpy#1452; measured here:
+    a 640x480 echo round trip of 1.3-3 ms single-threaded, 4-880 ms multi-threaded)."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = make_node()
     if node.get_parameter("autostart").value:
         if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
-    executor = MultiThreadedExecutor(num_threads=threads)
+    if threads == 1:
+        executor = SingleThreadedExecutor()
+    else:
+        executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:
         executor.spin()

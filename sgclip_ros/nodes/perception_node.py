@@ -384,7 +384,7 @@ def _stop_worker(node: PerceptionNode) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_lifecycle_node(PerceptionNode, 2, argv, on_exit=_stop_worker)
+    return run_lifecycle_node(PerceptionNode, 1, argv, on_exit=_stop_worker)
 
 
 if __name__ == "__main__":
