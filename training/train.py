@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                    "train_videos": len(trainer.train.crops), "model_dir": str(model_dir),
                    "world_size": env.world, "rank_weight_sha256": digests}
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        print(f"{'finished' if finished else 'stopped at the time limit'}; model: {model_dir}",
-              file=sys.stderr)
+        state = "finished" if finished else "stopped at the time or step limit (--resume goes on)"
+        print(f"{state}; model: {model_dir}", file=sys.stderr)
     env.barrier()
     if env.world > 1:
         dist.destroy_process_group()
