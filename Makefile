@@ -1,9 +1,14 @@
 # The two commands a new user needs: `make demo` and `make test`.
 # Both create the pinned venv once (.venv), build this package with colcon (build/, install/).
+# `make test ROS_DISTRO=jazzy` does the same on ROS 2 Jazzy (.venv-jazzy, build-jazzy/,
+# install-jazzy/) and runs the ROS-facing tests (pytest -m ros). Only a ROS_DISTRO given on the
+# command line counts: a robot's sourced ROS_DISTRO (say humble) must not pick a wheel set.
 SHELL := /bin/bash
-PY := .venv/bin/python
+DISTRO := $(if $(filter command line,$(origin ROS_DISTRO)),$(ROS_DISTRO),kilted)
+export SGCLIP_DISTRO := $(DISTRO)
+PY := $(if $(filter kilted,$(DISTRO)),.venv,.venv-$(DISTRO))/bin/python
 RUN := bash scripts/ros_env.sh
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= $(if $(filter kilted,$(DISTRO)),,-m ros)
 
 .PHONY: env build lint test demo clean shapes-default
 
@@ -11,7 +16,7 @@ env:
 	@bash scripts/setup_env.sh
 
 build: env
-	@bash scripts/build.sh
+	@flock /tmp/sgclip_ros-build.lock bash scripts/build.sh
 
 lint: env
 	@$(PY) -m ruff check .
@@ -28,4 +33,4 @@ shapes-default: env
 	@bash training/ship_shapes_default.sh
 
 clean:
-	rm -rf build install log demo_out
+	rm -rf build install log build-jazzy install-jazzy log-jazzy .ros2_tools demo_out

@@ -4,12 +4,14 @@
     OPENAI_API_KEY=... ros2 launch sgclip_ros sgclip.launch.py use_planner:=true \
         planner_params_file:=/path/to/my_planner.yaml
 
-Arguments: namespace, params_file, camera_topic, log_level (passed to perception.launch.py);
-use_planner (default false), planner_params_file (parameters and the `actions` allow-list;
-defaults to the package's config/planner.yaml). The planner's API key comes from the
-environment variable its `api_key_env` parameter names, never from a launch argument.
+Arguments: those of perception.launch.py (namespace, params_file, camera_topic, use_sim_time,
+autostart, model_dir, backend, device, log_level), plus use_planner (default false) and
+planner_params_file (parameters and the `actions` allow-list; defaults to the package's
+config/planner.yaml). The planner shares the namespace, use_sim_time and log_level. Its API key
+comes from the environment variable its `api_key_env` parameter names, never from an argument.
 """
 
+import importlib.util
 import os
 
 from ament_index_python.packages import get_package_share_directory
@@ -19,19 +21,22 @@ from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+from launch_ros.parameter_descriptions import ParameterValue
 
-FORWARDED = ("namespace", "params_file", "camera_topic", "log_level")
+
+def _perception_arguments(share: str) -> list:
+    """perception.launch.py's own argument declarations (one source for both files)."""
+    path = os.path.join(share, "launch", "perception.launch.py")
+    spec = importlib.util.spec_from_file_location("sgclip_perception_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.launch_arguments(share)
 
 
 def generate_launch_description():
     share = get_package_share_directory("sgclip_ros")
-    arguments = [
-        DeclareLaunchArgument("namespace", default_value=""),
-        DeclareLaunchArgument(
-            "params_file", default_value=os.path.join(share, "config", "sgclip.yaml")
-        ),
-        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("log_level", default_value="info"),
+    perception_args = _perception_arguments(share)
+    arguments = perception_args + [
         DeclareLaunchArgument(
             "use_planner", default_value="false", description="Also start the planner node."
         ),
@@ -43,7 +48,7 @@ def generate_launch_description():
     ]
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "perception.launch.py")),
-        launch_arguments={name: LaunchConfiguration(name) for name in FORWARDED}.items(),
+        launch_arguments={a.name: LaunchConfiguration(a.name) for a in perception_args}.items(),
     )
     planner_params = LaunchConfiguration("planner_params_file")
     planner = LifecycleNode(
@@ -52,8 +57,16 @@ def generate_launch_description():
         name="sgclip_planner",
         namespace=LaunchConfiguration("namespace"),
         # The same file gives the parameters and, through actions_file, the allow-list.
-        parameters=[planner_params, {"actions_file": planner_params}],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        parameters=[
+            planner_params,
+            {
+                "actions_file": planner_params,
+                "use_sim_time": ParameterValue(
+                    LaunchConfiguration("use_sim_time"), value_type=bool
+                ),
+            },
+        ],
+        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
         output="screen",
         condition=IfCondition(LaunchConfiguration("use_planner")),
     )

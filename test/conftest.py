@@ -35,3 +35,30 @@ def needs_install() -> None:
         pytest.fail(
             "sgclip_ros.msg is not importable: run through `make test` or source install/setup.sh"
         )
+
+
+# Test modules that need ROS (rclpy, DDS, generated messages, launch, the ros2 CLI): the set
+# `make test ROS_DISTRO=jazzy` runs (`pytest -m ros`). A module may also mark itself.
+ROS_FACING = {
+    "test_bag_runner",
+    "test_colcon_build",
+    "test_conversions",
+    "test_demo",
+    "test_diagnostics",
+    "test_image_conversion",
+    "test_launch_and_config",
+    "test_perception_detections",
+    "test_perception_node",
+    "test_perception_robustness",
+    "test_planner_node",
+    "test_roundtrip_dds",
+    "test_ros2_cli",
+    "test_ros2_launch",
+    "test_sim_time_replay",
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in ROS_FACING:
+            item.add_marker(pytest.mark.ros)

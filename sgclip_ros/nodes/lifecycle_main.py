@@ -1,7 +1,9 @@
 """The shared `main` of this package's lifecycle nodes: autostart, spin, clean shutdown."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -40,8 +42,19 @@ def run_lifecycle_node(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        ignore_further_interrupts()
         if on_exit is not None:
             on_exit(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def ignore_further_interrupts() -> None:
+    """Shut down once: ignore the SIGINTs that follow the first one.
+
+    Ctrl-C on `ros2 launch` or `ros2 run` reaches a node twice, from the terminal and again from
+    the launcher. A second KeyboardInterrupt during cleanup would kill the process mid-way (exit
+    code -2, "process has died")."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

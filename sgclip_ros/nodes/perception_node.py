@@ -34,6 +34,7 @@ from sgclip_ros.ros.detections import DetectionBuffer, regions_from_detections
 from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb, precheck
 from sgclip_ros.ros.inference_worker import InferenceWorker, PendingFrame, WorkerHooks
 from sgclip_ros.ros.params import SPECS, load_defaults, resolve_share_path, share_dir
+from sgclip_ros.ros.topics import annotated_topic_for, is_compressed_topic, resolve_topic
 from sgclip_ros.srv import SetConcepts
 
 _LIVE_WINDOW = {"window_size", "window_stride", "window_max_age_s"}
@@ -84,7 +85,7 @@ class PerceptionNode(LifecycleNode):
                 self.p("backend"), root, self.p("model_dir"), self.p("device")
             )
             concepts = self._load_concepts_file(self.p("concepts_file"))
-            _check_detections_available(self._camera_topics()[1])
+            _check_detections_available(list(self._camera_topics().values()))
             config = build_predictor_config(self)
             self.predictor = SGClipPredictor(self.choice.backend, concepts, config)
         except (ModelFileError, ConceptError, ValueError, OSError, RuntimeError) as exc:
@@ -107,7 +108,8 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cameras, detections = self._camera_topics()
+        topics = self._camera_topics()
+        cameras = list(topics)
         hooks = WorkerHooks(
             self._to_rgb, self._publish_graph, self._now_ns, warn=self._warn_throttled
         )
@@ -116,7 +118,7 @@ class PerceptionNode(LifecycleNode):
             hooks,
             self.drops,
             self._detections,
-            frozenset(c for c, d in zip(cameras, detections) if d),
+            frozenset(c for c, (_, det) in topics.items() if det),
             self.p("detection_wait_s"),
         )
         self._graph_pub = self.create_publisher(SceneGraph, "scene_graph", 10)
@@ -127,7 +129,7 @@ class PerceptionNode(LifecycleNode):
         )
         self._concepts_pub = self.create_publisher(ConceptLists, "active_concepts", latched)
         self._entities = [self.create_service(SetConcepts, "set_concepts", self._on_set_concepts)]
-        self._subscribe(cameras, detections)
+        self._subscribe(topics)
         # Created up front (publishing stays optional) so subscribers discover them early.
         self._annotated_pubs = {
             cam: self.create_publisher(Image, self._annotated_topic(cam), 2) for cam in cameras
@@ -170,27 +172,38 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(entity)
 
     # ---- inputs ---------------------------------------------------------------------------
-    def _camera_topics(self) -> tuple[list[str], list[str]]:
+    def _camera_topics(self) -> dict[str, tuple[str, str]]:
+        """Resolved camera topic -> (camera parameter, detections topic or "").
+
+        The resolved name (namespace and remappings applied) is the camera's identity: it picks
+        Image or CompressedImage, names the camera in every SceneGraph and in /diagnostics."""
         cameras = [c for c in self.p("cameras") if c]
         detections = [d for d in self.p("detections")]
         detections = (detections + [""] * len(cameras))[: len(cameras)]
-        return cameras, detections
+        return {
+            resolve_topic(self, camera): (camera, det) for camera, det in zip(cameras, detections)
+        }
 
-    def _subscribe(self, cameras: list[str], detections: list[str]) -> None:
+    def camera_names(self) -> list[str]:
+        """The resolved camera topics, in the order of the `cameras` parameter."""
+        return list(self._camera_topics())
+
+    def _subscribe(self, topics: dict[str, tuple[str, str]]) -> None:
         reliability = (
             ReliabilityPolicy.RELIABLE
             if self.p("reliability") == "reliable"
             else ReliabilityPolicy.BEST_EFFORT
         )
         qos = QoSProfile(depth=self.p("qos_depth"), reliability=reliability)
-        for camera, det_topic in zip(cameras, detections):
-            kind = CompressedImage if camera.rstrip("/").endswith("/compressed") else Image
+        for camera, (param_topic, det_topic) in topics.items():
+            kind = CompressedImage if is_compressed_topic(camera) else Image
             self._stamp_guards[camera] = StampGuard(
                 self.p("max_stamp_age_s"), self.p("max_stamp_future_s")
             )
+            # Subscribed by the parameter's name: rcl resolves and remaps it to `camera`.
             self._entities.append(
                 self.create_subscription(
-                    kind, camera, lambda msg, cam=camera: self._on_image(cam, msg), qos
+                    kind, param_topic, lambda msg, cam=camera: self._on_image(cam, msg), qos
                 )
             )
             if det_topic:
@@ -248,12 +261,10 @@ class PerceptionNode(LifecycleNode):
             pub.publish(msg)
 
     def _annotated_topic(self, camera: str) -> str:
-        """`annotated_image` for a single camera; beside each camera's topic for several."""
-        cameras = self._camera_topics()[0]
-        if len(cameras) == 1:
+        """`annotated_image` for one camera; beside each camera's resolved topic for several."""
+        if len(self._camera_topics()) == 1:
             return "annotated_image"
-        parent = camera.rstrip("/").rsplit("/", 1)[0]
-        return f"{parent}/annotated_image" if parent else f"{camera}_annotated"
+        return annotated_topic_for(camera)
 
     def _publish_concepts(self) -> None:
         if self._concepts_pub is None or self.predictor is None:

@@ -49,7 +49,7 @@ def status_snapshot(node):
     from sgclip_ros.core.health import PerceptionStatus, cameras_from_meters
 
     now = node._now_ns()
-    topics = [c for c in node.p("cameras") if c]
+    topics = node.camera_names()
     worker, choice = node.worker, node.choice
     status = PerceptionStatus(node_name=node.get_fully_qualified_name(), error=node.error)
     status.cameras = cameras_from_meters(

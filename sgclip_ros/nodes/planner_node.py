@@ -52,6 +52,7 @@ from sgclip_ros.ros.planner_params import (
     planner_defaults,
     settings_from,
 )
+from sgclip_ros.ros.topics import resolve_topic
 from sgclip_ros.srv import SetConcepts
 
 _MAX_IMAGE_PIXELS = 33_177_600  # 8K: larger annotated frames are not attached
@@ -90,12 +91,22 @@ class PlannerNode(LifecycleNode):
         return self.get_parameter(name).value
 
     def _values(self) -> dict:
-        return {name: self.p(name) for name in SPECS}
+        return self._resolved({name: self.p(name) for name in SPECS})
+
+    def _resolved(self, values: dict) -> dict:
+        """`camera` as the perception node names it in SceneGraph.camera: resolved in this
+        node's namespace ("camera/image_raw" under /robot1 -> "/robot1/camera/image_raw")."""
+        if values["camera"]:
+            try:
+                values["camera"] = resolve_topic(self, values["camera"])
+            except Exception as exc:  # rclpy's name exceptions share no base class but this
+                raise ValueError(f"camera {values['camera']!r} is not a valid topic name") from exc
+        return values
 
     # ---- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        values = self._values()
         try:
+            values = self._values()
             actions = load_actions(values)
             config = llm_config_from(values)
             if not valid_env_name(values["api_key_env"]):
@@ -276,7 +287,7 @@ class PlannerNode(LifecycleNode):
 
     # ---- parameters -----------------------------------------------------------------------
     def _on_set_parameters(self, params) -> SetParametersResult:
-        values = self._values()
+        values = {name: self.p(name) for name in SPECS}
         for param in params:
             spec = SPECS.get(param.name)
             problem = spec.check(param.value) if spec else None
@@ -285,7 +296,10 @@ class PlannerNode(LifecycleNode):
             values[param.name] = param.value
         if self.planner is not None:
             # Read by the next plan; a plan in progress keeps the settings it started with.
-            self.planner.settings = settings_from(values)
+            try:
+                self.planner.settings = settings_from(self._resolved(values))
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
             self.planner.history.resize(values["history_length"])
         return SetParametersResult(successful=True)
 

@@ -12,6 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from sgclip_ros.core.scene_text import format_scene_graph
 from sgclip_ros.msg import SceneGraph
+from sgclip_ros.nodes.lifecycle_main import ignore_further_interrupts
 from sgclip_ros.ros.conversions import scene_graph_from_msg
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_further_interrupts()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -50,7 +50,12 @@ class ParamSpec:
 
 PERCEPTION_PARAMS = (
     ParamSpec("autostart", "Configure and activate at start-up.", read_only=True),
-    ParamSpec("cameras", "Camera topics; '/compressed' suffix = CompressedImage.", read_only=True),
+    ParamSpec(
+        "cameras",
+        "Camera topics (relative: in the node namespace); resolved '.../compressed' = "
+        "CompressedImage.",
+        read_only=True,
+    ),
     ParamSpec("detections", "Detection2DArray topic per camera ('' = built-in).", read_only=True),
     ParamSpec("detection_wait_s", "Seconds a frame waits for its detections.", low=0.0, high=5.0),
     ParamSpec(

@@ -1,0 +1,139 @@
+"""The README's `ros2` commands against a running perception node, as a user types them.
+
+`ros2 run sgclip_ros perception_node` and `scene_graph_echo`, `ros2 topic echo` of a SceneGraph,
+`ros2 param set` of a live parameter with its effect observed, `ros2 service call` of
+set_concepts, and `ros2 lifecycle set` through deactivate, activate and cleanup.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ros2_cli import (
+    Ros2Process,
+    feed_until,
+    require_ros2,
+    ros2,
+    ros2_until,
+    stop_daemon,
+    wait_for_node,
+)
+from ros_harness import Client, write_params
+
+pytestmark = pytest.mark.usefixtures("needs_install")
+
+NODE = "/sgclip_perception"
+
+
+@pytest.fixture
+def running_node(tmp_path, ros_domain):
+    """`ros2 run sgclip_ros perception_node` with a params file, a camera feed and a listener."""
+    from sensor_msgs.msg import Image
+
+    from sgclip_ros.msg import SceneGraph
+
+    require_ros2()
+    params = write_params(tmp_path / "params.yaml", reliability="reliable")
+    node = Ros2Process(
+        ["run", "sgclip_ros", "perception_node", "--ros-args", "--params-file", str(params)],
+        ros_domain,
+        tmp_path / "node.log",
+    )
+    client = Client(ros_domain)
+    graphs = client.subscribe(SceneGraph, "/scene_graph")
+    camera = client.publisher(Image, "/camera/image_raw")
+    try:
+        assert feed_until(client, camera, lambda: graphs, 120), node.log()[-3000:]
+        wait_for_node(ros_domain, NODE)
+        yield node, client, camera, graphs
+    finally:
+        client.close()
+        code = node.interrupt()
+        stop_daemon(ros_domain)
+    assert code == 0, node.log()[-3000:]
+    assert "Traceback" not in node.log()
+
+
+def _feed_new_graphs(client, camera, graphs, count: int, timeout: float = 60.0) -> list:
+    start = len(graphs)
+    feed_until(client, camera, lambda: len(graphs) >= start + count, timeout, t0=start)
+    return graphs[start:]
+
+
+def test_topic_echo_and_scene_graph_echo_print_graphs(running_node, ros_domain, tmp_path):
+    node, client, camera, graphs = running_node
+    echo = Ros2Process(["topic", "echo", "/scene_graph", "--once"], ros_domain, tmp_path / "e.log")
+    readable = Ros2Process(
+        ["run", "sgclip_ros", "scene_graph_echo", "--count", "2"], ros_domain, tmp_path / "r.log"
+    )
+    try:
+        feed_until(client, camera, lambda: not echo.alive() and not readable.alive(), 90)
+    finally:
+        echo.kill()
+        readable.kill()
+    assert echo.proc.returncode == 0, echo.log()
+    raw = echo.log()
+    assert "camera: /camera/image_raw" in raw and "objects:" in raw and "concepts_id:" in raw
+    assert readable.proc.returncode == 0, readable.log()
+    assert readable.log().count("--- SceneGraph stamp") == 2, readable.log()
+
+
+def test_param_set_of_a_live_parameter_changes_the_graphs(running_node, ros_domain):
+    node, client, camera, graphs = running_node
+    assert max(len(g.objects) for g in graphs[-3:]) >= 2  # the feed shows three squares
+    done = ros2(["param", "set", NODE, "max_objects", "1"], ros_domain)
+    assert "Set parameter successful" in done.stdout, done.stdout
+    # The window (8 frames) still holds frames scored with three objects; 12 later it doesn't.
+    later = _feed_new_graphs(client, camera, graphs, 12)
+    assert len(later) >= 12 and all(len(g.objects) == 1 for g in later[-2:]), [
+        len(g.objects) for g in later
+    ]
+    refused = ros2(["param", "set", NODE, "model_dir", "other"], ros_domain)
+    assert "Set parameter successful" not in refused.stdout, refused.stdout
+
+
+def test_service_call_set_concepts_switches_the_lists(running_node, ros_domain):
+    node, client, camera, graphs = running_node
+    call = ros2(
+        [
+            "service",
+            "call",
+            "/set_concepts",
+            "sgclip_ros/srv/SetConcepts",
+            "{categories: [circle, square], unary: [red, blue], binary: [above]}",
+        ],
+        ros_domain,
+    )
+    assert call.returncode == 0 and "success=True" in call.stdout, call.stdout
+    concepts_id = call.stdout.split("concepts_id='")[1].split("'")[0]
+    later = _feed_new_graphs(client, camera, graphs, 4)
+    assert any(g.concepts_id == concepts_id for g in later), (concepts_id, later[-1].concepts_id)
+    newest = [g for g in later if g.concepts_id == concepts_id][-1]
+    assert {o.label for o in newest.objects} <= {"circle", "square"}
+
+
+def test_lifecycle_set_deactivate_activate_cleanup(running_node, ros_domain):
+    node, client, camera, graphs = running_node
+
+    def transition(name: str) -> None:
+        done = ros2(["lifecycle", "set", NODE, name], ros_domain)
+        assert "Transitioning successful" in done.stdout, done.stdout + node.log()[-2000:]
+
+    def state() -> str:
+        return ros2_until(
+            ["lifecycle", "get", NODE], ros_domain, lambda r: r.returncode == 0
+        ).stdout
+
+    transition("deactivate")
+    assert state().startswith("inactive")
+    client.spin_for(1.0)  # a window in flight may still land
+    before = len(graphs)
+    feed_until(client, camera, lambda: False, 2.0)
+    assert len(graphs) == before, "graphs were published while inactive"
+    transition("activate")
+    assert _feed_new_graphs(client, camera, graphs, 2), node.log()[-2000:]
+    transition("deactivate")
+    transition("cleanup")
+    assert state().startswith("unconfigured")
+    transition("configure")
+    transition("activate")
+    assert _feed_new_graphs(client, camera, graphs, 2), node.log()[-2000:]

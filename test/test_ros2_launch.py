@@ -1,0 +1,214 @@
+"""`ros2 launch` of both launch files as a robot runs them: namespaces, remaps, arguments, SIGINT.
+
+Each test starts the real `ros2 launch`, feeds camera frames over DDS from the test process,
+reads what the nodes publish, and stops launch with Ctrl-C (SIGINT to its process group).
+"""
+
+from __future__ import annotations
+
+import pytest
+from ros2_cli import (
+    Ros2Process,
+    assert_clean_launch_exit,
+    feed_until,
+    require_ros2,
+    ros2,
+    ros2_until,
+    stop_daemon,
+)
+from ros_harness import Client, write_params
+
+pytestmark = pytest.mark.usefixtures("needs_install")
+
+
+@pytest.fixture
+def cli(ros_domain):
+    require_ros2()
+    yield ros_domain
+    stop_daemon(ros_domain)
+
+
+def _launch(tmp_path, domain, launch_file: str, *arguments: str) -> Ros2Process:
+    log = tmp_path / f"{launch_file}.log"
+    return Ros2Process(["launch", "sgclip_ros", launch_file, *arguments], domain, log)
+
+
+def _graphs_of(client: Client, topic: str) -> list:
+    from sgclip_ros.msg import SceneGraph
+
+    return client.subscribe(SceneGraph, topic)
+
+
+def test_namespace_applies_to_the_default_camera_and_every_output(tmp_path, cli):
+    from sensor_msgs.msg import Image
+
+    params = write_params(tmp_path / "params.yaml", reliability="reliable")
+    launch = _launch(
+        tmp_path, cli, "perception.launch.py", "namespace:=robot1", f"params_file:={params}"
+    )
+    client = Client(cli)
+    try:
+        graphs = _graphs_of(client, "/robot1/scene_graph")
+        camera = client.publisher(Image, "/robot1/camera/image_raw")
+        assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        assert graphs[-1].camera == "/robot1/camera/image_raw"
+        topics = dict(client.node.get_topic_names_and_types())
+        assert "/robot1/active_concepts" in topics
+        assert not {"/scene_graph", "/camera/image_raw", "/active_concepts"} & set(topics)
+    finally:
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=1)
+
+
+def test_compressed_camera_remap_is_read_as_compressed_and_named_as_remapped(tmp_path, cli):
+    from sensor_msgs.msg import CompressedImage
+
+    params = write_params(tmp_path / "params.yaml", reliability="reliable")
+    launch = _launch(
+        tmp_path,
+        cli,
+        "perception.launch.py",
+        "namespace:=robot2",
+        "camera_topic:=/front/image_raw/compressed",
+        f"params_file:={params}",
+    )
+    client = Client(cli)
+    try:
+        graphs = _graphs_of(client, "/robot2/scene_graph")
+        camera = client.publisher(CompressedImage, "/front/image_raw/compressed")
+        got = feed_until(client, camera, lambda: graphs, 120, compressed=True)
+        assert got, launch.log()[-3000:]
+        assert graphs[-1].camera == "/front/image_raw/compressed"
+        assert graphs[-1].objects
+    finally:
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=1)
+
+
+def test_launch_arguments_reach_the_node(tmp_path, cli):
+    """autostart, model_dir, backend, device, use_sim_time and log_level, then a manual start."""
+    from sensor_msgs.msg import Image
+
+    params = write_params(tmp_path / "params.yaml", reliability="reliable", backend="auto")
+    launch = _launch(
+        tmp_path,
+        cli,
+        "perception.launch.py",
+        "namespace:=robot4",
+        f"params_file:={params}",
+        "autostart:=false",
+        "model_dir:=shapes_default",
+        "backend:=torch",
+        "device:=cpu",
+        "use_sim_time:=false",
+        "log_level:=debug",
+    )
+    node = "/robot4/sgclip_perception"
+    client = Client(cli)
+    try:
+        state = ros2_until(["lifecycle", "get", node], cli, lambda r: r.returncode == 0)
+        assert state.stdout.startswith("unconfigured"), state.stdout
+        for name, want in [
+            ("backend", "torch"),
+            ("device", "cpu"),
+            ("model_dir", "shapes_default"),
+        ]:
+            got = ros2(["param", "get", node, name], cli)
+            assert f"String value is: {want}" in got.stdout, got.stdout
+        sim = ros2(["param", "get", node, "use_sim_time"], cli)
+        assert "Boolean value is: False" in sim.stdout, sim.stdout
+        for transition in ("configure", "activate"):
+            done = ros2(["lifecycle", "set", node, transition], cli)
+            assert "Transitioning successful" in done.stdout, done.stdout + launch.log()[-2000:]
+        graphs = _graphs_of(client, "/robot4/scene_graph")
+        camera = client.publisher(Image, "/robot4/camera/image_raw")
+        assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        assert graphs[-1].backend == "torch"
+    finally:
+        client.close()
+        code = launch.interrupt()
+    log = launch.log()
+    assert "[DEBUG]" in log, "log_level:=debug did not reach the node"
+    assert_clean_launch_exit(code, log, nodes=1)
+
+
+def test_bad_launch_argument_is_refused_with_its_name(tmp_path, cli):
+    launch = _launch(tmp_path, cli, "perception.launch.py", "autostart:=maybe")
+    code = launch.proc.wait(60)
+    assert code != 0
+    assert "autostart must be true or false" in launch.log()
+
+
+def test_show_args_lists_every_launch_argument(cli):
+    wanted = {
+        "namespace",
+        "params_file",
+        "camera_topic",
+        "use_sim_time",
+        "autostart",
+        "model_dir",
+        "backend",
+        "device",
+        "log_level",
+    }
+    for launch_file, extra in [
+        ("perception.launch.py", set()),
+        ("sgclip.launch.py", {"use_planner", "planner_params_file"}),
+    ]:
+        shown = ros2(["launch", "sgclip_ros", launch_file, "--show-args"], cli)
+        assert shown.returncode == 0, shown.stdout
+        listed = {line.strip().strip("'").rstrip("':") for line in shown.stdout.splitlines()}
+        assert wanted | extra <= listed, (launch_file, sorted(wanted | extra - listed))
+
+
+def test_full_stack_with_planner_in_dry_run_under_a_namespace(tmp_path, cli):
+    """sgclip.launch.py use_planner:=true; the planner's relative `camera` filter matches."""
+    import yaml
+    from ros_harness import REPO
+    from sensor_msgs.msg import Image
+
+    from sgclip_ros.ros.params import load_defaults
+
+    params = write_params(tmp_path / "params.yaml", reliability="reliable")
+    planner = load_defaults(REPO / "config" / "planner.yaml")
+    planner.update(camera="camera/image_raw", max_graph_age_s=30.0, graph_wait_s=30.0)
+    planner_file = tmp_path / "planner.yaml"
+    planner_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": planner}}))
+    launch = _launch(
+        tmp_path,
+        cli,
+        "sgclip.launch.py",
+        "namespace:=robot5",
+        "use_planner:=true",
+        f"params_file:={params}",
+        f"planner_params_file:={planner_file}",
+    )
+    client = Client(cli)
+    goal = None
+    try:
+        graphs = _graphs_of(client, "/robot5/scene_graph")
+        camera = client.publisher(Image, "/robot5/camera/image_raw")
+        assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        goal = Ros2Process(
+            [
+                "action",
+                "send_goal",
+                "/robot5/plan",
+                "sgclip_ros/action/Plan",
+                "{instruction: 'go to the red circle'}",
+            ],
+            cli,
+            tmp_path / "goal.log",
+        )
+        feed_until(client, camera, lambda: not goal.alive(), 120, t0=len(graphs))
+        result = goal.log()
+        assert goal.proc.returncode == 0, result
+        assert "status: dry_run" in result, result
+    finally:
+        if goal is not None:
+            goal.kill()
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=2)
