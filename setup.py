@@ -21,7 +21,8 @@ setup(
         "safetensors>=0.4",
         "scipy>=1.10",
         "torch>=2.4",
-        "open_clip_torch>=3.0",
+        "open_clip_torch==3.3.0",
+        "torchvision>=0.19",
     ],
     extras_require={
         "training": ["tqdm>=4.60", "matplotlib>=3.7", "transformers>=4.40"],

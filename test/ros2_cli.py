@@ -36,12 +36,11 @@ def require_ros2() -> str:
 
 
 def ros2(args: list[str], domain: int, timeout: float = 60.0, **env) -> subprocess.CompletedProcess:
-    """`ros2 ARGS...` to completion in ``domain``; stdout and stderr together in `.stdout`."""
+    """`ros2 ARGS...` to completion in ``domain`` (output in `.stdout`, logs in `.stderr`)."""
     return subprocess.run(
         ["ros2", *args],
         env=ros_env(domain, env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ SceneGraphs it writes are read back with rosbags; malformed frames are counted, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -252,8 +253,13 @@ def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
         (["--in", str(in_bag), "--out", str(tmp_path / "o2"), "--topics", "/x"], "'/x'"),
         (
             ["--in", str(in_bag), "--out", str(tmp_path / "o3"), "--model-dir", str(tmp_path)],
-            "model.safetensors",
+            "no manifest.json",
         ),
+        (
+            ["--in", str(in_bag), "--out", str(tmp_path / "o4"), "--model-dir", "no/such/dir"],
+            "no such folder",
+        ),
+        (["--in", str(in_bag), "--out", str(tmp_path / "o5"), "--backend", "fast"], "auto"),
     ]
     for args, words in cases:
         extra = [] if "--model-dir" in args else ["--untrained-tiny"]
@@ -315,17 +321,143 @@ def test_runner_imports_without_ros_python_packages():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_model_dir_is_verified_against_its_manifest(tmp_path):
+
+
+# ---- models: the node's backend selection and manifest checks ------------------------------
+def _tiny_model(folder: Path, seed: int = 1) -> str:
+    """A tiny model folder with its manifest; returns the model id (weights sha256[:16])."""
     from sgclip_ros.core.model import build_model, save_model
     from sgclip_ros.core.model_config import load_model_config
     from sgclip_ros.core.model_store import sha256_file, write_manifest
 
-    model_dir = tmp_path / "model"
-    weights, config = save_model(build_model(load_model_config("sgclip-tiny"), seed=1), model_dir)
-    write_manifest(model_dir)
-    args = SimpleNamespace(untrained_tiny=False, model_dir=str(model_dir), device="cpu")
-    backend, untrained = runner.load_backend(args)
-    assert not untrained and backend.model_id == sha256_file(weights)[:16]
+    weights, _ = save_model(build_model(load_model_config("sgclip-tiny"), seed=seed), folder)
+    write_manifest(folder)
+    return sha256_file(weights)[:16]
+
+
+def _small_bag(path: Path, frames: int = 4) -> None:
+    b = BagBuilder()
+    for k in range(frames):
+        b.image(T0 + k * PERIOD, _shapes(k))
+    b.write(path, StoragePlugin.MCAP)
+
+
+def _model_args(model_dir: str, backend: str = "torch") -> SimpleNamespace:
+    return SimpleNamespace(untrained_tiny=False, model_dir=model_dir, backend=backend, device="cpu")
+
+
+def test_model_dir_is_relative_to_the_current_directory(tmp_path):
+    """`--model-dir models/NAME` from the folder holding models/ (it was looked up as
+    models/NAME/models/NAME)."""
+    model_id = _tiny_model(tmp_path / "models" / "mine")
+    _small_bag(tmp_path / "in")
+    cmd = [sys.executable, "-m", "sgclip_ros.tools.bag", "--in", "in", "--out", "out"]
+    cmd += ["--model-dir", "models/mine", "--summary-json", "s.json", "--no-progress"]
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads((tmp_path / "s.json").read_text())["model"]
+    assert model["id"] == model_id
+    assert model["dir"] == os.path.realpath(tmp_path / "models" / "mine")
+    assert len(_read_graphs(tmp_path / "out")) == 4  # window 8, stride 1: one graph per frame
+
+
+def test_the_shipped_model_loads_from_the_repository_root(tmp_path):
+    _small_bag(tmp_path / "in", frames=2)
+    summary = tmp_path / "s.json"
+    proc = _run_cli(
+        "--in", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+        "--model-dir", "models/shapes_default", "--summary-json", str(summary), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(summary.read_text())
+    assert got["model"]["dir"] == str(REPO / "models" / "shapes_default")
+    assert got["untrained"] is False and got["graphs_written"] == 2
+
+
+def test_a_bare_model_name_falls_back_to_the_package_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no shapes_default here
+    choice, folder = runner.load_backend(_model_args("shapes_default"))
+    assert Path(folder) == runner.package_path("models/shapes_default").resolve()
+    assert not choice.untrained and choice.backend.name == "torch"
+    with pytest.raises(FileNotFoundError, match="models/nothing_like_this"):
+        runner.load_backend(_model_args("nothing_like_this"))
+
+
+def test_a_changed_model_file_is_refused_with_one_line(tmp_path, capsys):
+    folder = tmp_path / "model"
+    model_id = _tiny_model(folder)
+    choice, _ = runner.load_backend(_model_args(str(folder)))
+    assert choice.backend.model_id == model_id
+    config = folder / "config.json"
     config.write_text(config.read_text() + " ")  # changed after the manifest was written
-    with pytest.raises(ValueError, match="manifest"):
-        runner.load_backend(args)
+    _small_bag(tmp_path / "in")
+    code = runner.main(
+        ["--in", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model-dir", str(folder)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert err.count("\n") == 1 and err.startswith("bag: error: "), err
+    assert "config.json" in err and "manifest" in err
+
+
+def test_no_file_of_the_model_folder_may_point_outside_it(tmp_path):
+    """The folder is the model root: a link to an identical file next to it is still refused."""
+    _tiny_model(tmp_path / "other")
+    folder = tmp_path / "model"
+    _tiny_model(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(tmp_path / "other" / "model.safetensors")
+    with pytest.raises(ValueError, match="outside the model root"):
+        runner.load_backend(_model_args(str(folder)))
+
+
+def test_backend_choice_and_fallback_as_in_the_node(tmp_path, capsys):
+    folder = tmp_path / "model"
+    _tiny_model(folder)
+    choice, _ = runner.load_backend(_model_args(str(folder), backend="onnxruntime"))
+    assert choice.backend.name == "torch" and choice.requested == "onnxruntime"
+    assert choice.fallbacks and "onnx" in choice.fallbacks[0]
+    assert "bag: backend fallback: onnxruntime" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="backend must be one of"):
+        runner.load_backend(_model_args(str(folder), backend="fast"))
+
+
+def test_the_readme_commands_check_a_concept_list_offline(tmp_path, needs_install):
+    """Both README lines: `ros2 run ... bag_runner` from any folder (a bare model name is the
+    installed package's model) and `python -m` from the repository root."""
+    from readme import readme
+    from ros2_cli import require_ros2
+
+    from sgclip_ros.tools.procs import ros_env
+
+    require_ros2()
+    _small_bag(tmp_path / "in")
+    concepts = tmp_path / "my.yaml"
+    concepts.write_text("categories: [cup, bowl]\nunary: [red, blue]\nbinary: [on]\n")
+    for name, command, cwd in [
+        ("installed", "ros2 run sgclip_ros bag_runner --in BAG --out OUT --model-dir "
+         "shapes_default --concepts my.yaml --jsonl graphs.jsonl", tmp_path),
+        ("source", "python -m sgclip_ros.tools.bag --in BAG --out OUT --model-dir "
+         "models/shapes_default --concepts my.yaml --jsonl graphs.jsonl", REPO),
+    ]:  # fmt: skip
+        jsonl = tmp_path / f"{name}.jsonl"
+        argv = readme(
+            command,
+            {
+                "BAG": str(tmp_path / "in"),
+                "OUT": str(tmp_path / f"out_{name}"),
+                "my.yaml": str(concepts),
+                "graphs.jsonl": str(jsonl),
+            },
+        )
+        argv[0] = sys.executable if argv[0] == "python" else argv[0]
+        proc = subprocess.run(
+            argv, cwd=cwd, env=ros_env(0), capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        graphs = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert len(graphs) == 4 == len(_read_graphs(tmp_path / f"out_{name}"))
+        labels = {o["label"] for g in graphs for o in g["objects"]}
+        assert labels and labels <= {"cup", "bowl"}, labels

@@ -7,39 +7,40 @@ import pathlib
 import subprocess
 import sys
 
+from readme import readme_shell
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_colcon_build_installs_interfaces_package_and_executables(tmp_path):
+    """The README's workspace build, as written, in ~/ros2_ws (HOME is a temporary folder)."""
     venv = pathlib.Path(sys.prefix).resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENT_", "COLCON_", "CMAKE_"))}
+    # As after `source /opt/ros/<distro>/setup.bash` and activating the robot's venv.
     env.update(
-        PATH=f"{venv}/bin:{env['PATH']}", CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv)
+        HOME=str(tmp_path),
+        VIRTUAL_ENV=str(venv),
+        PATH=f"{venv}/bin:{env['PATH']}",
+        CMAKE_PREFIX_PATH=str(venv),
+        AMENT_PREFIX_PATH=str(venv),
+    )
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)  # colcon's Python re-bootstraps itself
+    (tmp_path / "ros2_ws" / "src").mkdir(parents=True)
+    (tmp_path / "ros2_ws" / "src" / "sgclip_ros").symlink_to(REPO)
+    command = readme_shell(
+        "cd ~/ros2_ws && colcon build --packages-select sgclip_ros && source install/setup.bash"
     )
     build = subprocess.run(
-        [
-            "colcon",
-            "--log-base",
-            str(tmp_path / "log"),
-            "build",
-            "--base-paths",
-            str(REPO),
-            "--build-base",
-            str(tmp_path / "build"),
-            "--install-base",
-            str(tmp_path / "install"),
-            "--cmake-args",
-            f"-DPython3_EXECUTABLE={venv}/bin/python",
-            "-DBUILD_TESTING=OFF",
-        ],
+        ["bash", "-c", command],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    prefix = tmp_path / "install" / "sgclip_ros"
+    ws = tmp_path / "ros2_ws"
+    prefix = ws / "install" / "sgclip_ros"
     site = (
         prefix
         / "lib"
@@ -66,10 +67,10 @@ def test_colcon_build_installs_interfaces_package_and_executables(tmp_path):
         "print(m.__file__); print(c.__file__);"
         "print(type(m.SceneGraph()).__name__, type(s.SetConcepts.Request()).__name__)"
     )
-    # cwd is tmp_path, so nothing from the source tree can shadow the install space.
+    # cwd is ws, so nothing from the source tree can shadow the install space.
     run = subprocess.run(
-        ["bash", "-c", f". {tmp_path}/install/setup.sh && {sys.executable} -c '{probe}'"],
-        cwd=tmp_path,
+        ["bash", "-c", f". {ws}/install/setup.sh && {sys.executable} -c '{probe}'"],
+        cwd=ws,
         env=env,
         capture_output=True,
         text=True,

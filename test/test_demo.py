@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.usefixtures("needs_install")
@@ -42,3 +45,42 @@ def test_demo_writes_graphs_annotated_frames_and_a_contact_sheet(tmp_path, ros_d
     assert len(list((out / "frames").glob("*.png"))) >= 10
     assert (out / "contact_sheet.png").stat().st_size > 10_000
     assert "scene graph" in run.stdout and "relations" in run.stdout
+
+
+def test_replay_renders_the_training_clip_from_the_installed_package():
+    from sgclip_ros.tools.replay import render_frames
+    from training.synth import render_clip
+
+    for seed, frames in ((7, 40), (3, 12), (11, 5)):
+        want = render_clip(seed, 0, frames=frames).frames
+        got = render_frames(seed, frames)
+        assert len(got) == frames and all(np.array_equal(a, b) for a, b in zip(got, want))
+    short = render_frames(7, 3)  # scenes need 4 frames: the first 3 of a 4-frame clip
+    assert len(short) == 3 and all(np.array_equal(a, b) for a, b in zip(short, render_frames(7, 4)))
+
+
+def test_demo_clears_only_its_own_output_folder(tmp_path, capsys):
+    from sgclip_ros.tools import demo
+
+    earlier = tmp_path / "earlier"
+    (earlier / "frames").mkdir(parents=True)
+    (earlier / "scene_graphs.jsonl").write_text("{}\n")
+    demo.prepare_out(earlier)
+    assert earlier.is_dir() and list(earlier.iterdir()) == []
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert demo.main(["--out", str(foreign), "--domain-id", "1"]) == 2
+    assert "not a previous demo output (holds notes.txt)" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert demo.main(["--out", str(tmp_path / "x"), "--model-dir", "nope"]) == 2
+    assert "--model-dir nope: no such folder" in capsys.readouterr().err
+
+
+def test_demo_children_import_the_demos_own_copy(monkeypatch):
+    import sgclip_ros
+    from sgclip_ros.tools import demo
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", "/more"]))
+    path = demo.child_env(5)["PYTHONPATH"].split(os.pathsep)
+    assert path == [str(Path(sgclip_ros.__file__).resolve().parents[1]), "/elsewhere", "/more"]

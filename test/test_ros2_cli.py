@@ -1,13 +1,16 @@
 """The README's `ros2` commands against a running perception node, as a user types them.
 
 `ros2 run sgclip_ros perception_node` and `scene_graph_echo`, `ros2 topic echo` of a SceneGraph,
-`ros2 param set` of a live parameter with its effect observed, `ros2 service call` of
-set_concepts, and `ros2 lifecycle set` through deactivate, activate and cleanup.
+`ros2 param set` of live parameters with their effect observed, `ros2 service call` of
+set_concepts, and `ros2 lifecycle` through deactivate, activate and cleanup. Commands the README
+shows are taken from it (test/readme.py), so the README cannot drift from what runs.
 """
 
 from __future__ import annotations
 
 import pytest
+import yaml
+from readme import readme
 from ros2_cli import (
     Ros2Process,
     feed_until,
@@ -59,25 +62,39 @@ def _feed_new_graphs(client, camera, graphs, count: int, timeout: float = 60.0) 
     return graphs[start:]
 
 
+def _echo_until(argv: list[str], domain, tmp_path, client, camera, text: str) -> str:
+    """Run a never-ending command (`ros2 topic echo T`) until it prints ``text``; Ctrl-C it."""
+    proc = Ros2Process(argv[1:], domain, tmp_path / f"{argv[-1].strip('/').replace('/', '_')}.log")
+    try:
+        feed_until(client, camera, lambda: text in proc.log(), 60)
+    finally:
+        code = proc.interrupt()
+    assert code == 0, proc.log()[-2000:]
+    return proc.log()
+
+
 def test_topic_echo_and_scene_graph_echo_print_graphs(running_node, ros_domain, tmp_path):
     node, client, camera, graphs = running_node
-    echo = Ros2Process(["topic", "echo", "/scene_graph", "--once"], ros_domain, tmp_path / "e.log")
-    readable = Ros2Process(
-        ["run", "sgclip_ros", "scene_graph_echo", "--count", "2"], ros_domain, tmp_path / "r.log"
+    raw = _echo_until(
+        readme("ros2 topic echo /scene_graph"), ros_domain, tmp_path, client, camera, "backend:"
     )
-    try:
-        feed_until(client, camera, lambda: not echo.alive() and not readable.alive(), 90)
-    finally:
-        echo.kill()
-        readable.kill()
-    assert echo.proc.returncode == 0, echo.log()
-    raw = echo.log()
     assert "camera: /camera/image_raw" in raw and "objects:" in raw and "concepts_id:" in raw
-    assert readable.proc.returncode == 0, readable.log()
-    assert readable.log().count("--- SceneGraph stamp") == 2, readable.log()
+    readable = _echo_until(
+        readme("ros2 run sgclip_ros scene_graph_echo"),
+        ros_domain,
+        tmp_path,
+        client,
+        camera,
+        "--- SceneGraph stamp",
+    )
+    assert "listening on /scene_graph" in readable
+    diagnostics = _echo_until(
+        readme("ros2 topic echo /diagnostics"), ros_domain, tmp_path, client, camera, "drops."
+    )
+    assert "sgclip_perception" in diagnostics and "/camera/image_raw" in diagnostics
 
 
-def test_param_set_of_a_live_parameter_changes_the_graphs(running_node, ros_domain):
+def test_param_set_of_live_parameters_changes_the_graphs(running_node, ros_domain, tmp_path):
     node, client, camera, graphs = running_node
     assert max(len(g.objects) for g in graphs[-3:]) >= 2  # the feed shows three squares
     done = ros2(["param", "set", NODE, "max_objects", "1"], ros_domain)
@@ -87,20 +104,32 @@ def test_param_set_of_a_live_parameter_changes_the_graphs(running_node, ros_doma
     assert len(later) >= 12 and all(len(g.objects) == 1 for g in later[-2:]), [
         len(g.objects) for g in later
     ]
+    concepts = tmp_path / "my.yaml"
+    concepts.write_text(yaml.safe_dump({"categories": ["cup", "bowl"], "unary": ["red"]}))
+    for command, replace in [
+        ("ros2 param set /sgclip_perception concepts_file /path/to/my.yaml",
+         {"/path/to/my.yaml": str(concepts)}),
+        ("ros2 param set /sgclip_perception attribute_threshold 0.6", {}),
+        ("ros2 param set /sgclip_perception relation_threshold 0.4", {}),
+    ]:  # fmt: skip
+        done = ros2(readme(command, replace)[1:], ros_domain)
+        assert "Set parameter successful" in done.stdout, (command, done.stdout)
+    later = _feed_new_graphs(client, camera, graphs, 3)
+    assert {o.label for o in later[-1].objects} <= {"cup", "bowl"}
+    for name, value in [("attribute_threshold", "0.6"), ("relation_threshold", "0.4")]:
+        shown = ros2(["param", "get", NODE, name], ros_domain).stdout
+        assert f"Double value is: {value}" in shown, shown
     refused = ros2(["param", "set", NODE, "model_dir", "other"], ros_domain)
     assert "Set parameter successful" not in refused.stdout, refused.stdout
 
 
-def test_service_call_set_concepts_switches_the_lists(running_node, ros_domain):
+def test_service_call_set_concepts_switches_the_lists(running_node, ros_domain, tmp_path):
     node, client, camera, graphs = running_node
     call = ros2(
-        [
-            "service",
-            "call",
-            "/set_concepts",
-            "sgclip_ros/srv/SetConcepts",
-            "{categories: [circle, square], unary: [red, blue], binary: [above]}",
-        ],
+        readme(
+            "ros2 service call /set_concepts sgclip_ros/srv/SetConcepts "
+            '"{categories: [cup, bowl], unary: [red], binary: [on]}"'
+        )[1:],
         ros_domain,
     )
     assert call.returncode == 0 and "success=True" in call.stdout, call.stdout
@@ -108,32 +137,36 @@ def test_service_call_set_concepts_switches_the_lists(running_node, ros_domain):
     later = _feed_new_graphs(client, camera, graphs, 4)
     assert any(g.concepts_id == concepts_id for g in later), (concepts_id, later[-1].concepts_id)
     newest = [g for g in later if g.concepts_id == concepts_id][-1]
-    assert {o.label for o in newest.objects} <= {"circle", "square"}
+    assert {o.label for o in newest.objects} <= {"cup", "bowl"}
+    latched = _echo_until(
+        readme("ros2 topic echo /active_concepts"), ros_domain, tmp_path, client, camera, "- bowl"
+    )
+    assert f"concepts_id: {concepts_id}" in latched, latched
 
 
-def test_lifecycle_set_deactivate_activate_cleanup(running_node, ros_domain):
+def test_lifecycle_deactivate_activate_cleanup(running_node, ros_domain):
     node, client, camera, graphs = running_node
 
-    def transition(name: str) -> None:
-        done = ros2(["lifecycle", "set", NODE, name], ros_domain)
+    def transition(command: str) -> None:
+        done = ros2(command.split()[1:], ros_domain)
         assert "Transitioning successful" in done.stdout, done.stdout + node.log()[-2000:]
 
     def state() -> str:
-        return ros2_until(
-            ["lifecycle", "get", NODE], ros_domain, lambda r: r.returncode == 0
-        ).stdout
+        argv = readme("ros2 lifecycle get /sgclip_perception")[1:]
+        return ros2_until(argv, ros_domain, lambda r: r.returncode == 0).stdout
 
-    transition("deactivate")
+    assert state().startswith("active")
+    transition(" ".join(readme("ros2 lifecycle set /sgclip_perception deactivate")))
     assert state().startswith("inactive")
     client.spin_for(1.0)  # a window in flight may still land
     before = len(graphs)
     feed_until(client, camera, lambda: False, 2.0)
     assert len(graphs) == before, "graphs were published while inactive"
-    transition("activate")
+    transition(" ".join(readme("ros2 lifecycle set /sgclip_perception activate")))
     assert _feed_new_graphs(client, camera, graphs, 2), node.log()[-2000:]
-    transition("deactivate")
-    transition("cleanup")
+    transition("ros2 lifecycle set /sgclip_perception deactivate")
+    transition("ros2 lifecycle set /sgclip_perception cleanup")
     assert state().startswith("unconfigured")
-    transition("configure")
-    transition("activate")
+    transition("ros2 lifecycle set /sgclip_perception configure")
+    transition("ros2 lifecycle set /sgclip_perception activate")
     assert _feed_new_graphs(client, camera, graphs, 2), node.log()[-2000:]

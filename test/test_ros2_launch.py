@@ -7,6 +7,7 @@ reads what the nodes publish, and stops launch with Ctrl-C (SIGINT to its proces
 from __future__ import annotations
 
 import pytest
+from readme import readme
 from ros2_cli import (
     Ros2Process,
     assert_clean_launch_exit,
@@ -43,9 +44,12 @@ def test_namespace_applies_to_the_default_camera_and_every_output(tmp_path, cli)
     from sensor_msgs.msg import Image
 
     params = write_params(tmp_path / "params.yaml", reliability="reliable")
-    launch = _launch(
-        tmp_path, cli, "perception.launch.py", "namespace:=robot1", f"params_file:={params}"
+    argv = readme(
+        "ros2 launch sgclip_ros sgclip.launch.py namespace:=robot1 "
+        "params_file:=/path/to/my_sgclip.yaml",
+        {"/path/to/my_sgclip.yaml": str(params)},
     )
+    launch = Ros2Process(argv[1:], cli, tmp_path / "launch.log")
     client = Client(cli)
     try:
         graphs = _graphs_of(client, "/robot1/scene_graph")
@@ -55,6 +59,26 @@ def test_namespace_applies_to_the_default_camera_and_every_output(tmp_path, cli)
         topics = dict(client.node.get_topic_names_and_types())
         assert "/robot1/active_concepts" in topics
         assert not {"/scene_graph", "/camera/image_raw", "/active_concepts"} & set(topics)
+    finally:
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=1)
+
+
+def test_camera_topic_argument_remaps_the_default_camera(tmp_path, cli):
+    """The README's first command, with the shipped parameters (best-effort camera QoS)."""
+    from sensor_msgs.msg import Image
+
+    argv = readme(
+        "ros2 launch sgclip_ros perception.launch.py camera_topic:=/front/color/image_raw"
+    )
+    launch = Ros2Process(argv[1:], cli, tmp_path / "launch.log")
+    client = Client(cli)
+    try:
+        graphs = _graphs_of(client, "/scene_graph")
+        camera = client.publisher(Image, "/front/color/image_raw")
+        assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        assert graphs[-1].camera == "/front/color/image_raw"
     finally:
         client.close()
         code = launch.interrupt()
@@ -136,7 +160,10 @@ def test_launch_arguments_reach_the_node(tmp_path, cli):
 
 def test_bad_launch_argument_is_refused_with_its_name(tmp_path, cli):
     launch = _launch(tmp_path, cli, "perception.launch.py", "autostart:=maybe")
-    code = launch.proc.wait(60)
+    try:
+        code = launch.proc.wait(60)
+    finally:
+        launch.kill()
     assert code != 0
     assert "autostart must be true or false" in launch.log()
 
@@ -209,6 +236,39 @@ def test_full_stack_with_planner_in_dry_run_under_a_namespace(tmp_path, cli):
     finally:
         if goal is not None:
             goal.kill()
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=2)
+
+
+def test_planner_quickstart_dry_run(tmp_path, cli):
+    """The README's planner commands: launch with use_planner:=true, send a goal, read prompts."""
+    from sensor_msgs.msg import Image
+
+    argv = readme("ros2 launch sgclip_ros sgclip.launch.py use_planner:=true")
+    launch = Ros2Process(argv[1:], cli, tmp_path / "launch.log")
+    client = Client(cli)
+    goal = prompts = None
+    try:
+        graphs = _graphs_of(client, "/scene_graph")
+        camera = client.publisher(Image, "/camera/image_raw")
+        assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        echo = readme("ros2 topic echo /sgclip_planner/prompt")
+        prompts = Ros2Process(echo[1:], cli, tmp_path / "prompts.log")
+        send = readme(
+            "ros2 action send_goal /plan sgclip_ros/action/Plan "
+            "\"{instruction: 'go to the red circle'}\""
+        )
+        goal = Ros2Process(send[1:], cli, tmp_path / "goal.log")
+        feed_until(client, camera, lambda: not goal.alive(), 120, t0=len(graphs))
+        feed_until(client, camera, lambda: "red circle" in prompts.log(), 30)
+        assert goal.proc.returncode == 0, goal.log()
+        assert "status: dry_run" in goal.log(), goal.log()
+        assert "red circle" in prompts.log(), prompts.log()
+    finally:
+        for proc in (goal, prompts):
+            if proc is not None:
+                proc.kill()
         client.close()
         code = launch.interrupt()
     assert_clean_launch_exit(code, launch.log(), nodes=2)

@@ -8,8 +8,9 @@ sentence. Mentions are "the red circle", "the circle", "the red one", "it", "the
 
 from __future__ import annotations
 
-CATEGORIES = ("circle", "square", "triangle", "star")
-COLOURS = ("red", "green", "blue", "yellow")
+# One vocabulary with the renderer: plans draw (category, colour) pairs by index.
+from sgclip_ros.sim.shapes_scene import CATEGORIES, COLOURS  # noqa: F401 (re-exported)
+
 RELATIONS = ("left of", "right of", "above", "below", "touching")
 AXES = {True: ("left of", "right of"), False: ("above", "below")}  # by horizontal motion
 

@@ -7,7 +7,8 @@ captions that narrate the order of events.
 Writes ``DIR/annotations/<video_id>.json`` (VidOR/VidVRD fields plus ``video_path``,
 ``unary_instances``, ``caption`` and ``meta``), the frames (``DIR/frames/<video_id>/000000.png``
 or ``DIR/videos/<video_id>.mp4``) and ``DIR/dataset.json``. Boxes are tight integer boxes of
-the drawn pixels with ``xmax``/``ymax`` exclusive (see :mod:`training.synth_scene`).
+the drawn pixels with ``xmax``/``ymax`` exclusive (see :mod:`sgclip_ros.sim.shapes_scene`,
+which draws and renders the scenes and is installed with the package).
 Everything is a pure function of ``(seed, clip index)``.
 
 Library use: :func:`render_clip` returns one clip's RGB frames and annotation without writing
@@ -27,10 +28,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sgclip_ros.sim.shapes_scene import ScenePlan, clip_rng, plan_scene, relations, render_frames
 from training import caption_grammar as G
 from training import synth_captions as C
 from training.caption_grammar import CATEGORIES, COLOURS, RELATIONS
-from training.synth_scene import ScenePlan, plan_scene, relations, render_frames
 
 GENERATOR_VERSION = "shapesworld-2"
 BBOX_CONVENTION = "integer pixels; xmin/ymin inclusive, xmax/ymax exclusive"
@@ -60,7 +61,7 @@ def render_clip(seed: int, index: int = 0, frames: int = 12, fps: float = DEFAUL
     The annotation has every field of the files :func:`generate_dataset` writes except
     ``video_path``.
     """
-    rng = np.random.default_rng([seed, index])
+    rng = clip_rng(seed, index)
     video_id = video_id or clip_id(seed, index)
     for _ in range(_ATTEMPTS):
         plan = plan_scene(rng, frames)

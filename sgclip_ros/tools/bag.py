@@ -1,12 +1,27 @@
 """Offline runner: camera images of a rosbag2 bag -> SceneGraph messages in a new bag.
 
-    python -m sgclip_ros.tools.bag --in BAG --out BAG [--jsonl FILE] [--topics T1,T2]
-        [--model-dir DIR | --untrained-tiny] [--concepts YAML] [--window N] [--stride N]
+    ros2 run sgclip_ros bag_runner --in BAG --out BAG [--jsonl FILE] [--topics T1,T2]
+        [--model-dir DIR | --untrained-tiny] [--backend auto|torch|onnxruntime|aoti|tensorrt]
+        [--device auto|cpu|cuda|cuda:N] [--detections D1,D2 [--detection-tolerance-s S]]
+        [--concepts YAML] [--window N] [--stride N]
+    python -m sgclip_ros.tools.bag ...   (the same, from a source tree)
 
 Reads sensor_msgs/Image and CompressedImage (mcap or sqlite3) with `rosbags`, converts them with
 the node's converters, runs the node's SGClipPredictor (one stream per topic, stamps from the
 headers) and writes /sgclip/scene_graph with each graph logged at its newest frame's log time.
 Bad frames are counted and summarised, never fatal. No ROS installation is needed.
+
+Model: loaded like the node's (`sgclip_ros.core.backend_select.load_backend`: backend choice
+and fallback, sha256 manifest checks; a changed file is refused). `--model-dir` is a path
+relative to the current directory (or absolute); the folder itself is the model root, so no
+file in it may resolve outside it. A bare name that is not a folder here (`--model-dir
+shapes_default`) is looked up in the package's models folder (share/sgclip_ros/models, or the
+source tree's models/), root and name as the node uses them.
+
+Detections: `--detections` names one vision_msgs/msg/Detection2DArray topic of the bag per
+`--topics` entry (same order); each frame uses the set with its header stamp (or the nearest
+within `--detection-tolerance-s`) instead of the built-in proposer. A frame without one is
+rejected as `no_detections`, as in the node (see `sgclip_ros.tools.bag_detections`).
 """
 
 from __future__ import annotations
@@ -19,9 +34,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
-from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
+from rosbags.typesys import TypesysError
 from tqdm import tqdm
 
 from sgclip_ros.core.input_checks import (
@@ -32,145 +46,57 @@ from sgclip_ros.core.input_checks import (
 )
 from sgclip_ros.core.scene_graph import SceneGraph
 from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from sgclip_ros.tools.bag_detections import DetectionIndex, pair_topics, read_detections
+from sgclip_ros.tools.bag_messages import (
+    SCENE_GRAPH,
+    graph_to_rosbags,
+    make_typestore,
+    package_path,
+)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
-SCENE_GRAPH = "sgclip_ros/msg/SceneGraph"
 OUTPUT_TOPIC = "/sgclip/scene_graph"
-PACKAGE = "sgclip_ros"
 _NS = 1_000_000_000
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def package_path(relative: str) -> Path:
-    """A file of this package: the source tree first, then share/sgclip_ros of each prefix."""
-    candidates = [_SOURCE_ROOT / relative]
-    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        candidates.append(Path(prefix) / "share" / PACKAGE / relative)
-    for path in candidates:
-        if path.exists():
-            return path
-    raise FileNotFoundError(f"{relative} not found in {', '.join(map(str, candidates))}")
-
-
-def make_typestore(msg_dir: Path | None = None):
-    """The ROS 2 Humble typestore plus this package's messages, parsed from msg/*.msg.
-
-    Header, Time and RegionOfInterest, all SceneGraph uses, are the same in Humble to Kilted.
-    """
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    msg_dir = msg_dir or package_path("msg")
-    types = {}
-    for path in sorted(msg_dir.glob("*.msg")):
-        text = path.read_text(encoding="utf-8")
-        types.update(get_types_from_msg(text, f"{PACKAGE}/msg/{path.stem}"))
-    if SCENE_GRAPH not in types:
-        raise FileNotFoundError(f"{msg_dir} holds no SceneGraph.msg")
-    store.register(types)
-    return store
-
-
-# ---- core SceneGraph -> rosbags message ----------------------------------------------------
-def _time(store, ns: int):
-    if ns < 0:
-        raise ValueError(f"stamp must be non-negative, got {ns} ns")
-    return store.types["builtin_interfaces/msg/Time"](sec=ns // _NS, nanosec=ns % _NS)
-
-
-def _roi(store, box):
-    # Same rounding as sgclip_ros.ros.conversions.roi_from_box (tested byte-identical).
-    x1, y1 = max(0, int(round(box.x1))), max(0, int(round(box.y1)))
-    x2, y2 = max(x1, int(round(box.x2))), max(y1, int(round(box.y2)))
-    roi = store.types["sensor_msgs/msg/RegionOfInterest"]
-    return roi(x_offset=x1, y_offset=y1, height=y2 - y1, width=x2 - x1, do_rectify=False)
-
-
-def _object(store, obj):
-    t = store.types
-    return t[f"{PACKAGE}/msg/SceneObject"](
-        id=obj.id,
-        label=obj.label,
-        score=float(obj.score),
-        labels=[
-            t[f"{PACKAGE}/msg/LabelScore"](label=lp.label, score=float(lp.score))
-            for lp in obj.labels
-        ],
-        detector_label=obj.detector_label,
-        observations=[
-            t[f"{PACKAGE}/msg/ObjectObservation"](
-                frame_index=int(ob.frame_index),
-                box=_roi(store, ob.box),
-                confidence=float(ob.confidence),
-            )
-            for ob in obj.observations
-        ],
-    )
-
-
-def _evidence(fact) -> dict:
-    return {
-        "score": float(fact.score),
-        "first_frame": int(fact.first_frame),
-        "last_frame": int(fact.last_frame),
-        "frame_indices": np.asarray(fact.frame_indices, dtype=np.uint32),
-        "frame_scores": np.asarray(fact.frame_scores, dtype=np.float32),
-    }
-
-
-def graph_to_rosbags(store, graph: SceneGraph):
-    """The rosbags twin of sgclip_ros.ros.conversions.scene_graph_to_msg."""
-    t = store.types
-    header = t["std_msgs/msg/Header"](stamp=_time(store, graph.stamp_ns), frame_id=graph.frame_id)
-    return t[SCENE_GRAPH](
-        header=header,
-        frame_stamps=[_time(store, ns) for ns in graph.frame_stamps_ns],
-        camera=graph.camera,
-        concepts_id=graph.concepts_id,
-        objects=[_object(store, o) for o in graph.objects],
-        attributes=[
-            t[f"{PACKAGE}/msg/AttributeScore"](
-                object_id=a.object_id, attribute=a.attribute, **_evidence(a)
-            )
-            for a in graph.attributes
-        ],
-        relations=[
-            t[f"{PACKAGE}/msg/Relation"](
-                subject_id=r.subject_id,
-                predicate=r.predicate,
-                object_id=r.object_id,
-                **_evidence(r),
-            )
-            for r in graph.relations
-        ],
-        inference_ms=float(graph.inference_ms),
-        backend=graph.backend,
-    )
 
 
 # ---- model ------------------------------------------------------------------------------------
-def load_backend(args):
-    """(TorchBackend, untrained?) from --model-dir (manifest verified when present) or tiny."""
-    from sgclip_ros.core.backend import TorchBackend
-    from sgclip_ros.core.model import WEIGHTS_FILE, build_model, load_model
-    from sgclip_ros.core.model_config import load_model_config
-    from sgclip_ros.core.model_store import MANIFEST, model_id, sha256_file, verify_model_dir
+def resolve_model_dir(text: str) -> tuple[str, str]:
+    """(model_root, model_dir) for load_backend: see the module docstring."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return os.path.realpath(path), "."
+    if path.exists():
+        raise ValueError(f"--model-dir {text}: {path.absolute()} is not a folder")
+    looked = [str(path.absolute())]
+    if "/" not in text and os.sep not in text and text not in (".", ".."):
+        try:
+            shipped = package_path(f"models/{text}")
+        except FileNotFoundError as exc:
+            looked.append(str(exc).split(" not found in ", 1)[-1])
+        else:
+            return str(shipped.parent), text
+    raise FileNotFoundError(f"--model-dir {text}: no such folder (looked in {'; '.join(looked)})")
 
-    if args.untrained_tiny:
+
+def load_backend(args):
+    """(BackendChoice, model folder or "") from --model-dir (manifest-checked) or tiny."""
+    from sgclip_ros.core.backend_select import UNTRAINED_TINY
+    from sgclip_ros.core.backend_select import load_backend as select_backend
+
+    if args.untrained_tiny or args.model_dir == UNTRAINED_TINY:
         print(
             "WARNING: using an UNTRAINED sgclip-tiny model (random weights, seed 0): the graphs "
             "have the right structure and stamps, but labels and relations are meaningless.",
             file=sys.stderr,
         )
-        model = build_model(load_model_config("sgclip-tiny"), seed=0)
-        return TorchBackend(model, "untrained-sgclip-tiny-seed0", args.device), True
-    model_dir = Path(args.model_dir)
-    if (model_dir / MANIFEST).is_file():
-        mid = model_id(verify_model_dir(model_dir, model_dir, required=(WEIGHTS_FILE,)))
+        root, name = "", UNTRAINED_TINY
     else:
-        print(f"WARNING: {model_dir} has no {MANIFEST}: weights not verified", file=sys.stderr)
-        weights = model_dir / WEIGHTS_FILE
-        mid = sha256_file(weights)[:16] if weights.is_file() else "unknown"
-    return TorchBackend(load_model(model_dir), mid, args.device), False
+        root, name = resolve_model_dir(args.model_dir)
+    choice = select_backend(args.backend, root, name, args.device)
+    for reason in choice.fallbacks:
+        print(f"bag: backend fallback: {reason}", file=sys.stderr)
+    return choice, (os.path.realpath(os.path.join(root, name)) if root else "")
 
 
 def make_predictor(args, backend):
@@ -231,10 +157,21 @@ def select_connections(reader, topics: list[str] | None) -> list:
 class Runner:
     """One frame at a time: deserialise, convert, check order, predict, write."""
 
-    def __init__(self, store, predictor, writer, out_conn, max_pixels: int, jsonl=None):
+    def __init__(
+        self,
+        store,
+        predictor,
+        writer,
+        out_conn,
+        max_pixels: int,
+        jsonl=None,
+        detections: dict[str, DetectionIndex] | None = None,
+        tolerance_ns: int = 0,
+    ):
         self.store, self.predictor = store, predictor
         self.writer, self.out_conn = writer, out_conn
         self.max_pixels, self.jsonl = max_pixels, jsonl
+        self.detections, self.tolerance_ns = detections or {}, tolerance_ns
         self.guards: dict[str, StampGuard] = {}
         self.stats = RunStats()
 
@@ -264,8 +201,16 @@ class Runner:
         stamp_ns = int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
         # Offline there is no clock to compare with (now = 0): only the order is checked.
         self.guards.setdefault(conn.topic, StampGuard(0.0, 0.0)).check(stamp_ns, 0)
+        regions = None  # None: the built-in proposer
+        index = self.detections.get(conn.topic)
+        if index is not None:
+            regions = index.match(stamp_ns, self.tolerance_ns)
+            if regions is None:
+                raise FrameRejected(
+                    "no_detections", f"no {index.topic} detection set for stamp {stamp_ns} ns"
+                )
         try:
-            return self.predictor.add_frame(conn.topic, rgb, stamp_ns, None, msg.header.frame_id)
+            return self.predictor.add_frame(conn.topic, rgb, stamp_ns, regions, msg.header.frame_id)
         except (ValueError, RuntimeError) as exc:  # e.g. a backend failure on one frame
             raise FrameRejected("inference_error", f"inference failed: {exc}") from exc
 
@@ -309,22 +254,43 @@ def run(args) -> dict:
     if out_path.exists():
         raise FileExistsError(f"output bag {out_path} exists already; not overwriting")
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    pairs = pair_topics(topics or [], args.detections)
+    if not (args.detection_tolerance_s >= 0):  # also refuses nan
+        raise ValueError(f"--detection-tolerance-s must be >= 0, got {args.detection_tolerance_s}")
     store = make_typestore()
     storage = StoragePlugin[args.storage.upper()] if args.storage else storage_of(in_path)
     with ExitStack() as stack:
         reader = stack.enter_context(Reader(in_path))
         conns = select_connections(reader, topics)
-        backend, untrained = load_backend(args)
-        predictor = make_predictor(args, backend)
+        detections = read_detections(reader, pairs)
+        choice, model_dir = load_backend(args)
+        predictor = make_predictor(args, choice.backend)
         jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8")) if args.jsonl else None
         writer = stack.enter_context(Writer(out_path, version=8, storage_plugin=storage))
         out_conn = writer.add_connection(OUTPUT_TOPIC, SCENE_GRAPH, typestore=store)
-        runner = Runner(store, predictor, writer, out_conn, args.max_pixels, jsonl)
+        tolerance_ns = int(round(args.detection_tolerance_s * _NS))
+        runner = Runner(
+            store, predictor, writer, out_conn, args.max_pixels, jsonl, detections, tolerance_ns
+        )
         interrupted = _feed(reader, conns, runner, progress=not args.no_progress)
     summary = runner.stats.to_dict(sorted({c.topic for c in conns}))
+    drops = runner.stats.drops
     summary.update(
         storage=storage.name.lower(),
-        untrained=untrained,
+        untrained=choice.untrained,
+        model={
+            "dir": model_dir,
+            "id": choice.backend.model_id,
+            "backend": choice.backend.name,
+            "requested": choice.requested,
+            "device": str(choice.backend.device),
+            "fallbacks": list(choice.fallbacks),
+        },
+        no_detections=drops.count(reason="no_detections"),
+        detections={
+            image: {**index.summary(), "no_detections": drops.count(image, "no_detections")}
+            for image, index in detections.items()
+        },
         output=str(out_path),
         interrupted=interrupted,
     )
@@ -340,12 +306,19 @@ def format_summary(summary: dict) -> str:
     for topic, reasons in summary["rejected"].items():
         detail = ", ".join(f"{r} x{n}" for r, n in sorted(reasons.items())) or "none"
         lines.append(f"bag: {topic}: rejected {sum(reasons.values())} ({detail})")
+    for topic, det in summary.get("detections", {}).items():
+        lines.append(
+            f"bag: {topic}: detections from {det['topic']}: {det['sets']} sets read "
+            f"({det['bad']} unreadable), {det['used']} frames matched, "
+            f"no_detections {det['no_detections']}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ros2_run = Path(sys.argv[0]).name == "bag_runner"
     p = argparse.ArgumentParser(
-        prog="python -m sgclip_ros.tools.bag",
+        prog="ros2 run sgclip_ros bag_runner" if ros2_run else "python -m sgclip_ros.tools.bag",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -354,7 +327,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jsonl", help="also write each graph's to_dict() as one JSON line")
     p.add_argument("--topics", help="comma-separated image topics (default: all image topics)")
     model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model-dir", help="directory with model.safetensors + config.json")
+    model.add_argument(
+        "--model-dir",
+        help="model folder (model.safetensors, config.json, manifest.json), relative to the "
+        "current directory; a bare name not found here: the package's models/NAME",
+    )
     model.add_argument(
         "--untrained-tiny",
         action="store_true",
@@ -372,7 +349,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_PIXELS,
         help=f"reject larger images (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (default), tensorrt, onnxruntime, aoti or torch: as the node's `backend`",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument(
+        "--detections",
+        help="Detection2DArray topics of the bag, one per --topics entry (same order)",
+    )
+    p.add_argument(
+        "--detection-tolerance-s",
+        type=float,
+        default=0.0,
+        help="match the nearest detection set within S seconds (default 0: exact stamps)",
+    )
     p.add_argument("--summary-json", help="write the run summary as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -1,8 +1,15 @@
-"""`make demo`: a ShapesWorld camera, the real perception node and a listener, as processes.
+"""`make demo` / `ros2 run sgclip_ros demo`: a ShapesWorld camera, the real perception node and a
+listener, as processes.
 
-Needs no camera, GPU, network or LLM. Writes demo_out/: annotated frames (PNG), a contact
-sheet and the scene graphs as JSONL. Uses models/shapes_default when it exists, else a clearly
-labelled untrained tiny model.
+    ros2 run sgclip_ros demo [--out demo_out] [--frames 40] [--rate 4] [--model-dir NAME]
+    python -m sgclip_ros.tools.demo ...   (the same, from a source tree; what `make demo` runs)
+
+Needs no camera, GPU, network or LLM. Config and models come from the package share folder
+(`sgclip_ros.ros.params.share_dir()`: share/sgclip_ros when installed, else the source tree).
+Writes `--out` (relative to the current directory): annotated frames (PNG), a contact sheet and
+the scene graphs as JSONL. Uses models/shapes_default when it exists, else a clearly labelled
+untrained tiny model. The child processes run this interpreter on the same copy of sgclip_ros
+as the demo itself (source tree or install space), from inside the output folder.
 """
 
 from __future__ import annotations
@@ -17,19 +24,22 @@ from pathlib import Path
 
 import yaml
 
-from sgclip_ros.ros.params import load_defaults
+import sgclip_ros
+from sgclip_ros.ros.params import load_defaults, share_dir
 from sgclip_ros.tools.procs import ros_env, start_module, stop
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "shapes_default"
+UNTRAINED = "untrained-tiny"
+# Files a demo run leaves in --out: only such a folder (or an empty one) is cleared for a new run.
+_DEMO_FILES = ("params.yaml", "scene_graphs.jsonl", "frames", "contact_sheet.png")
 
 
-def demo_params(out: Path, model_dir: str) -> Path:
+def demo_params(out: Path, model_dir: str, share: Path) -> Path:
     """The shipped defaults, plus annotated output and the demo's model."""
-    params = load_defaults(REPO / "config" / "sgclip.yaml")
+    params = load_defaults(share / "config" / "sgclip.yaml")
     params.update(
         publish_annotated=True,
-        model_root=str(REPO / "models"),
+        model_root=str(share / "models"),
         model_dir=model_dir,
         reliability="reliable",
         cameras=["/camera/image_raw"],
@@ -39,44 +49,87 @@ def demo_params(out: Path, model_dir: str) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def prepare_out(out: Path) -> None:
+    """Create ``out`` empty; an earlier demo output there is replaced, anything else refused."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"--out {out}: exists and is not a folder")
+        entries = {p.name for p in out.iterdir()}
+        if entries and not entries <= set(_DEMO_FILES):
+            other = ", ".join(sorted(entries - set(_DEMO_FILES))[:5])
+            raise ValueError(
+                f"--out {out}: not empty and not a previous demo output (holds {other}); "
+                "choose another folder"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def child_env(domain_id: int) -> dict[str, str]:
+    """ROS env whose PYTHONPATH starts with the folder this demo's sgclip_ros was imported from."""
+    env = ros_env(domain_id)
+    package_root = str(Path(sgclip_ros.__file__).resolve().parents[1])
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_root]
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *rest])
+    return env
+
+
+def pick_model(requested: str | None, share: Path) -> str:
+    """``requested``, else shapes_default when shipped, else the untrained tiny model."""
+    if requested:
+        if requested != UNTRAINED and not (share / "models" / requested).is_dir():
+            raise ValueError(f"--model-dir {requested}: no such folder in {share / 'models'}")
+        return requested
+    shipped = (share / "models" / DEFAULT_MODEL / "manifest.json").is_file()
+    return DEFAULT_MODEL if shipped else UNTRAINED
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--domain-id", type=int, default=int(os.environ.get("SGCLIP_DEMO_DOMAIN", "42"))
     )
-    parser.add_argument("--out", default=str(REPO / "demo_out"))
+    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--rate", type=float, default=4.0, help="camera frames per second")
-    parser.add_argument("--model-dir", default=None, help="model folder under models/")
-    parser.add_argument("--timeout", type=float, default=100.0)
-    args = parser.parse_args(argv)
-    start = time.monotonic()
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    model_dir = args.model_dir or (
-        DEFAULT_MODEL
-        if (REPO / "models" / DEFAULT_MODEL / "manifest.json").is_file()
-        else "untrained-tiny"
+    parser.add_argument(
+        "--model-dir", default=None, help=f"model folder in the package models/ or {UNTRAINED}"
     )
-    env = ros_env(args.domain_id)
+    parser.add_argument("--timeout", type=float, default=100.0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.monotonic()
+    out = Path(args.out).absolute()
+    share = share_dir()
+    try:
+        model_dir = pick_model(args.model_dir, share)
+        prepare_out(out)
+        env = child_env(args.domain_id)
+    except ValueError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    params = demo_params(out, model_dir, share)
+    popen = {"cwd": out}  # not the caller's folder: `-m` would import a sgclip_ros found there
     node = start_module(
-        "sgclip_ros.nodes.perception_node",
-        ["--ros-args", "--params-file", str(demo_params(out, model_dir))],
-        env,
-        cwd=REPO,
+        "sgclip_ros.nodes.perception_node", ["--ros-args", "--params-file", str(params)], env,
+        **popen,
     )
     recorder = start_module(
         "sgclip_ros.tools.demo_recorder",
         ["--out", str(out), "--duration", str(args.timeout), "--idle", "4"],
         env,
-        cwd=REPO,
+        **popen,
     )
     camera = start_module(
         "sgclip_ros.tools.replay",
         ["--frames", str(args.frames), "--rate", str(args.rate)],
         env,
-        cwd=REPO,
+        **popen,
     )
     try:
         camera.wait(args.timeout)
@@ -89,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             stop(proc)
     sheet = out / "contact_sheet.png"
     print(
-        f"demo: model {model_dir}; outputs in {out}/ (scene_graphs.jsonl, frames/, "
-        f"{sheet.name if sheet.exists() else 'no contact sheet'}); "
+        f"demo: model {model_dir} from {share / 'models'}; outputs in {out}/ "
+        f"(scene_graphs.jsonl, frames/, {sheet.name if sheet.exists() else 'no contact sheet'}); "
         f"{time.monotonic() - start:.0f} s",
         flush=True,
     )

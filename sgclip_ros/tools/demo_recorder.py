@@ -1,7 +1,11 @@
 """Demo listener: print each SceneGraph as readable lines and save the demo's outputs.
 
+    ros2 run sgclip_ros demo_recorder [--out demo_out] [--graph-topic /scene_graph]
+        [--image-topic /annotated_image] [--duration 60] [--idle 5]
+
 Writes OUT/scene_graphs.jsonl, OUT/frames/NNNN.png (annotated frames) and, when it stops,
-OUT/contact_sheet.png.
+OUT/contact_sheet.png; OUT is relative to the current directory. Started by the demo
+(`sgclip_ros.tools.demo`), or alone beside a running perception node.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ def ros_env(domain_id: int, extra: dict[str, str] | None = None) -> dict[str, st
     env.update(
         ROS_DOMAIN_ID=str(domain_id),
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        ROS_LOCALHOST_ONLY="1",  # Humble's spelling of the same setting
         PYTHONUNBUFFERED="1",
     )
+    if env.get("ROS_DISTRO") == "humble":  # Humble's spelling; Jazzy on warns it is deprecated
+        env["ROS_LOCALHOST_ONLY"] = "1"
     env.update(extra or {})
     return env
 

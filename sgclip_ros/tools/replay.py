@@ -1,9 +1,11 @@
 """Publish a ShapesWorld clip as sensor_msgs/Image at camera rate (the demo's camera).
 
-    python -m sgclip_ros.tools.replay [--topic /camera/image_raw] [--rate 5] [--frames 40]
+    ros2 run sgclip_ros replay [--topic /camera/image_raw] [--rate 5] [--frames 40] [--seed 7]
+    python -m sgclip_ros.tools.replay ...   (the same, from a source tree)
 
-Frames come from `training.synth.render_clip` (run from the repository root). Stamps are the
-publishing time; the clip is played once, after a subscriber has appeared.
+Frames come from `sgclip_ros.sim.shapes_scene.render_scene` (installed with the package; the
+same frames as `training.synth.render_clip(seed, 0, frames)`). Stamps are the publishing
+time; the clip is played once, after a subscriber has appeared.
 """
 
 from __future__ import annotations
@@ -17,12 +19,22 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from sgclip_ros.ros.image_conversion import rgb_to_image_msg
+from sgclip_ros.sim.shapes_scene import MIN_SCENE_FRAMES, render_scene
 
 
 def render_frames(seed: int, frames: int) -> list:
-    from training.synth import render_clip
+    """The first ``frames`` RGB frames of ShapesWorld clip 0 of ``seed`` (scenes need >= 4)."""
+    return render_scene(seed, 0, frames=max(frames, MIN_SCENE_FRAMES))[:frames]
 
-    return render_clip(seed, 0, frames=frames).frames
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--topic", default="/camera/image_raw")
     parser.add_argument("--frame-id", default="camera_optical_frame")
-    parser.add_argument("--rate", type=float, default=5.0, help="frames per second")
-    parser.add_argument("--frames", type=int, default=40, help="frames in the clip")
+    parser.add_argument("--rate", type=_positive(float), default=5.0, help="frames per second")
+    parser.add_argument("--frames", type=_positive(int), default=40, help="frames in the clip")
     parser.add_argument("--seed", type=int, default=7, help="ShapesWorld clip seed")
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a subscriber")
     args = parser.parse_args(

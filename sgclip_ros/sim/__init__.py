@@ -1,0 +1,1 @@
+"""Synthetic scenes (ShapesWorld) rendered inside the installed package: demo camera and tests."""
