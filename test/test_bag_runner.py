@@ -435,7 +435,7 @@ def test_the_readme_commands_check_a_concept_list_offline(tmp_path, needs_instal
     require_ros2()
     _small_bag(tmp_path / "in")
     concepts = tmp_path / "my.yaml"
-    concepts.write_text("categories: [cup, bowl]\nunary: [red, blue]\nbinary: [on]\n")
+    concepts.write_text("categories: [cup, bowl]\nunary: [red, blue]\nbinary: [next to]\n")
     for name, command, cwd in [
         ("installed", "ros2 run sgclip_ros bag_runner --in BAG --out OUT --model-dir "
          "shapes_default --concepts my.yaml --jsonl graphs.jsonl", tmp_path),

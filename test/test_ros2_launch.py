@@ -18,6 +18,7 @@ from ros2_cli import (
     stop_daemon,
 )
 from ros_harness import Client, write_params
+from test_launch_and_config import LAUNCH_ARGUMENTS
 
 pytestmark = pytest.mark.usefixtures("needs_install")
 
@@ -169,17 +170,7 @@ def test_bad_launch_argument_is_refused_with_its_name(tmp_path, cli):
 
 
 def test_show_args_lists_every_launch_argument(cli):
-    wanted = {
-        "namespace",
-        "params_file",
-        "camera_topic",
-        "use_sim_time",
-        "autostart",
-        "model_dir",
-        "backend",
-        "device",
-        "log_level",
-    }
+    wanted = set(LAUNCH_ARGUMENTS)
     for launch_file, extra in [
         ("perception.launch.py", set()),
         ("sgclip.launch.py", {"use_planner", "planner_params_file"}),
@@ -253,18 +244,29 @@ def test_planner_quickstart_dry_run(tmp_path, cli):
         graphs = _graphs_of(client, "/scene_graph")
         camera = client.publisher(Image, "/camera/image_raw")
         assert feed_until(client, camera, lambda: graphs, 120), launch.log()[-3000:]
+        # As a user would: the topic shows in `ros2 topic list` before it is echoed.
+        ros2(["daemon", "start"], cli)
+        listed = ros2_until(["topic", "list"], cli, lambda r: "/sgclip_planner/prompt" in r.stdout)
+        assert "/sgclip_planner/prompt" in listed.stdout, listed.stdout
         echo = readme("ros2 topic echo /sgclip_planner/prompt")
         prompts = Ros2Process(echo[1:], cli, tmp_path / "prompts.log")
+        # Prompts are not latched: send the goal once the echo has subscribed.
+        info = ["topic", "info", "/sgclip_planner/prompt"]
+        subscribed = ros2_until(info, cli, lambda r: "Subscription count: 1" in r.stdout)
+        assert "Subscription count: 1" in subscribed.stdout, subscribed.stdout
         send = readme(
             "ros2 action send_goal /plan sgclip_ros/action/Plan "
             "\"{instruction: 'go to the red circle'}\""
         )
         goal = Ros2Process(send[1:], cli, tmp_path / "goal.log")
         feed_until(client, camera, lambda: not goal.alive(), 120, t0=len(graphs))
-        feed_until(client, camera, lambda: "red circle" in prompts.log(), 30)
+        feed_until(client, camera, lambda: "plan_action" in prompts.log(), 30)
         assert goal.proc.returncode == 0, goal.log()
         assert "status: dry_run" in goal.log(), goal.log()
-        assert "red circle" in prompts.log(), prompts.log()
+        # echo shortens long strings: the stages and the dry-run flag show.
+        shown = prompts.log()
+        assert "extract_concepts" in shown and "plan_action" in shown, shown
+        assert '\\"dry_run\\": true' in shown, shown
     finally:
         for proc in (goal, prompts):
             if proc is not None:
