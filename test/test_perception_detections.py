@@ -163,3 +163,15 @@ def test_detections_give_regions_labels_and_track_ids(vision_msgs_prefix, tmp_pa
         box = obj.observations[-1].box
         assert (box.width, box.height) == (25, 25)
         assert all(abs(ob.confidence - 0.9) < 1e-6 for ob in obj.observations)
+
+
+def test_vision_msgs_is_needed_only_when_a_detections_topic_is_set(monkeypatch):
+    import sys
+
+    from sgclip_ros.nodes.perception_node import _check_detections_available
+
+    monkeypatch.setitem(sys.modules, "vision_msgs", None)  # as on a robot without vision_msgs
+    monkeypatch.setitem(sys.modules, "vision_msgs.msg", None)
+    _check_detections_available(["", ""])
+    with pytest.raises(RuntimeError, match="vision_msgs is not installed"):
+        _check_detections_available(["", "/front/detections"])

@@ -59,6 +59,7 @@ class PerceptionNode(LifecycleNode):
         self._stamp_guards: dict[str, StampGuard] = {}
         self._detections = DetectionBuffer()
         self._entities: list = []
+        self._topics: dict[str, tuple[str, str]] = {}  # resolved camera -> (parameter, detections)
         self._graph_pub = self._concepts_pub = None
         self._annotated_pubs: dict = {}
         # Diagnostics exist in every state, so a failed configure is visible as ERROR. They run
@@ -85,7 +86,8 @@ class PerceptionNode(LifecycleNode):
                 self.p("backend"), root, self.p("model_dir"), self.p("device")
             )
             concepts = self._load_concepts_file(self.p("concepts_file"))
-            _check_detections_available(list(self._camera_topics().values()))
+            self._topics = self._camera_topics()
+            _check_detections_available([det for _, det in self._topics.values()])
             config = build_predictor_config(self)
             self.predictor = SGClipPredictor(self.choice.backend, concepts, config)
         except (ModelFileError, ConceptError, ValueError, OSError, RuntimeError) as exc:
@@ -108,7 +110,7 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        topics = self._camera_topics()
+        topics = self._topics
         cameras = list(topics)
         hooks = WorkerHooks(
             self._to_rgb, self._publish_graph, self._now_ns, warn=self._warn_throttled
@@ -180,13 +182,17 @@ class PerceptionNode(LifecycleNode):
         cameras = [c for c in self.p("cameras") if c]
         detections = [d for d in self.p("detections")]
         detections = (detections + [""] * len(cameras))[: len(cameras)]
-        return {
-            resolve_topic(self, camera): (camera, det) for camera, det in zip(cameras, detections)
-        }
+        topics = {}
+        for camera, det in zip(cameras, detections):
+            try:
+                topics[resolve_topic(self, camera)] = (camera, det)
+            except Exception as exc:  # rclpy's name exceptions share no narrower base
+                raise ValueError(f"cameras: {camera!r} is not a valid topic name") from exc
+        return topics
 
     def camera_names(self) -> list[str]:
-        """The resolved camera topics, in the order of the `cameras` parameter."""
-        return list(self._camera_topics())
+        """The cameras as configured (resolved topics), or as the parameter names them."""
+        return list(self._topics) or [c for c in self.p("cameras") if c]
 
     def _subscribe(self, topics: dict[str, tuple[str, str]]) -> None:
         reliability = (
@@ -262,7 +268,7 @@ class PerceptionNode(LifecycleNode):
 
     def _annotated_topic(self, camera: str) -> str:
         """`annotated_image` for one camera; beside each camera's resolved topic for several."""
-        if len(self._camera_topics()) == 1:
+        if len(self._topics) == 1:
             return "annotated_image"
         return annotated_topic_for(camera)
 
