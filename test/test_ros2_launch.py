@@ -112,6 +112,38 @@ def test_compressed_camera_remap_is_read_as_compressed_and_named_as_remapped(tmp
     assert_clean_launch_exit(code, launch.log(), nodes=1)
 
 
+def test_several_cameras_and_their_annotated_topics_follow_the_namespace(tmp_path, cli):
+    """Relative cameras resolve in the namespace; each gets the type its resolved name implies
+    and an annotated-image topic beside it."""
+    params = write_params(
+        tmp_path / "params.yaml",
+        cameras=["front/image_raw", "rear/image_raw/compressed"],
+        detections=["", ""],
+        publish_annotated=True,
+    )
+    launch = _launch(
+        tmp_path, cli, "perception.launch.py", "namespace:=robot3", f"params_file:={params}"
+    )
+    client = Client(cli)
+    want = {
+        "/robot3/front/image_raw": "sensor_msgs/msg/Image",
+        "/robot3/rear/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
+        "/robot3/front/annotated_image": "sensor_msgs/msg/Image",
+        "/robot3/rear/annotated_image": "sensor_msgs/msg/Image",
+    }
+
+    def topics() -> dict:
+        return {name: types[0] for name, types in client.node.get_topic_names_and_types()}
+
+    try:
+        seen = client.spin_until(lambda: want.items() <= topics().items(), 120)
+        assert seen, (sorted(topics().items()), launch.log()[-3000:])
+    finally:
+        client.close()
+        code = launch.interrupt()
+    assert_clean_launch_exit(code, launch.log(), nodes=1)
+
+
 def test_launch_arguments_reach_the_node(tmp_path, cli):
     """autostart, model_dir, backend, device, use_sim_time and log_level, then a manual start."""
     from sensor_msgs.msg import Image
