@@ -131,8 +131,8 @@ Goals of the training issue:
 
 ## Limits
 - ShapesWorld only: solid shapes on plain backgrounds at 32x32 crops. It is not a
-  general-purpose model; fine-tune from imported reference weights for real scenes (README,
-  "Training").
+  general-purpose model; fine-tune from imported reference weights for real scenes
+  (docs/training.md).
 - Relations are image-plane relations of boxes; "touching" means a gap of at most 2 px.
 """
 
