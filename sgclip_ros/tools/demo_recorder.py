@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image
 from sgclip_ros.core.annotate import contact_sheet
 from sgclip_ros.core.scene_text import format_scene_graph
 from sgclip_ros.msg import SceneGraph
+from sgclip_ros.nodes.lifecycle_main import ignore_further_interrupts
 from sgclip_ros.ros.conversions import scene_graph_from_msg
 from sgclip_ros.ros.image_conversion import image_to_rgb
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_further_interrupts()  # Ctrl-C on `ros2 run` arrives twice
         recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -18,6 +18,7 @@ import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from sgclip_ros.nodes.lifecycle_main import ignore_further_interrupts
 from sgclip_ros.ros.image_conversion import rgb_to_image_msg
 from sgclip_ros.sim.shapes_scene import MIN_SCENE_FRAMES, render_scene
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_further_interrupts()  # Ctrl-C on `ros2 run` arrives twice
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
