@@ -252,7 +252,7 @@ def test_full_stack_with_planner_in_dry_run_under_a_namespace(tmp_path, cli):
             cli,
             tmp_path / "goal.log",
         )
-        feed_until(client, camera, lambda: not goal.alive(), 120, t0=len(graphs))
+        feed_until(client, camera, lambda g=goal: not g.alive(), 120, t0=len(graphs))
         result = goal.log()
         assert goal.proc.returncode == 0, result
         assert "status: dry_run" in result, result
@@ -290,14 +290,19 @@ def test_planner_quickstart_dry_run(tmp_path, cli):
             "ros2 action send_goal /plan sgclip_ros/action/Plan "
             "\"{instruction: 'go to the red circle'}\""
         )
-        goal = Ros2Process(send[1:], cli, tmp_path / "goal.log")
-        feed_until(client, camera, lambda: not goal.alive(), 120, t0=len(graphs))
-        feed_until(client, camera, lambda: "plan_action" in prompts.log(), 30)
-        assert goal.proc.returncode == 0, goal.log()
-        assert "status: dry_run" in goal.log(), goal.log()
+        # The echo's reader can be known to the daemon before the planner's writer has matched
+        # it (DDS discovery on a loaded host); a volatile topic then drops those prompts, and a
+        # user would send the goal again.
+        for attempt in range(3):
+            goal = Ros2Process(send[1:], cli, tmp_path / f"goal{attempt}.log")
+            feed_until(client, camera, lambda g=goal: not g.alive(), 120, t0=len(graphs))
+            assert goal.proc.returncode == 0, goal.log()
+            assert "status: dry_run" in goal.log(), goal.log()
+            if feed_until(client, camera, lambda: "plan_action" in prompts.log(), 20):
+                break
         # echo shortens long strings: the stages and the dry-run flag show.
         shown = prompts.log()
-        assert "extract_concepts" in shown and "plan_action" in shown, shown
+        assert "extract_concepts" in shown and "plan_action" in shown, (shown, launch.log()[-3000:])
         assert '\\"dry_run\\": true' in shown, shown
     finally:
         for proc in (goal, prompts):
