@@ -63,15 +63,23 @@ def test_demo_clears_only_its_own_output_folder(tmp_path, capsys):
     from sgclip_ros.tools import demo
 
     earlier = tmp_path / "earlier"
-    (earlier / "frames").mkdir(parents=True)
+    demo.prepare_out(earlier)  # what a demo run does first: the folder carries the marker
+    (earlier / "frames").mkdir()
     (earlier / "scene_graphs.jsonl").write_text("{}\n")
     demo.prepare_out(earlier)
-    assert earlier.is_dir() and list(earlier.iterdir()) == []
+    assert [p.name for p in earlier.iterdir()] == [demo.MARKER]
+    # Files with the demo's own names are not proof: without the marker, nothing is deleted.
+    lookalike = tmp_path / "lookalike"
+    (lookalike / "frames").mkdir(parents=True)
+    (lookalike / "frames" / "holiday.png").write_bytes(b"mine")
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert demo.main(["--out", str(foreign), "--domain-id", "1"]) == 2
-    assert "not a previous demo output (holds notes.txt)" in capsys.readouterr().err
+    for folder in (lookalike, foreign):
+        assert demo.main(["--out", str(folder), "--domain-id", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"{folder}: not empty and not made by this tool" in err
+    assert (lookalike / "frames" / "holiday.png").read_bytes() == b"mine"
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert demo.main(["--out", str(tmp_path / "x"), "--model-dir", "nope"]) == 2
     assert "--model-dir nope: no such folder" in capsys.readouterr().err

@@ -179,6 +179,25 @@ def test_a_failed_parity_check_exits_1_and_leaves_no_folder(root, tmp_path, monk
     assert not (out / "onnx").exists() and not list(out.glob(".*partial"))
 
 
+def test_export_replaces_only_artefact_folders_it_made(tmp_path, capsys):
+    _checkpoint(tmp_path / "ck", 1)
+    out = tmp_path / "model"
+    (out / "onnx").mkdir(parents=True)
+    (out / "onnx" / "notes.txt").write_text("mine")
+    argv = ["--checkpoint", str(tmp_path / "ck"), "--out", str(out), "--formats", "onnx",
+            "--concepts", SHAPES]
+    assert export.main(argv) == 2
+    assert f"{out / 'onnx'}: not empty and not made by this tool" in capsys.readouterr().err
+    assert [p.name for p in (out / "onnx").iterdir()] == ["notes.txt"]
+    assert not (out / "model.safetensors").exists()  # refused before anything was written
+    (out / "onnx" / "notes.txt").unlink()  # an empty folder may be filled
+    assert export.main(argv) == 0
+    (out / "onnx" / "stale.onnx").write_bytes(b"from the first export")
+    assert export.main(argv) == 0  # its own folder is replaced
+    assert (out / "onnx" / export.MARKER).is_file() and not (out / "onnx" / "stale.onnx").exists()
+    verify_model_dir(out, "onnx")
+
+
 def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     assert export.main(["--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                         "--formats", "onnx"]) == 2

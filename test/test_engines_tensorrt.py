@@ -333,6 +333,25 @@ def test_a_null_plan_exits_1(onnx_root, tmp_path, monkeypatch, fake_gpu, capsys)
     assert "build_serialized_network failed" in capsys.readouterr().err
 
 
+def test_build_engine_replaces_only_an_out_folder_it_made(onnx_root, tmp_path, monkeypatch,
+                                                         fake_gpu, capsys):
+    mine = tmp_path / "models" / "sgclip"  # a user's model, given as --out by mistake
+    mine.mkdir(parents=True)
+    (mine / "model.safetensors").write_bytes(b"my weights")
+    trt = FakeTrt()
+    assert _build(monkeypatch, onnx_root, tmp_path, trt, "--out", str(mine)) == 2
+    assert f"{mine}: not empty and not made by this tool" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["model.safetensors"]
+    assert (mine / "model.safetensors").read_bytes() == b"my weights"
+    assert trt.calls == [] and not list(mine.parent.glob(".*partial"))  # refused up front
+    out = tmp_path / "engines"
+    assert _build(monkeypatch, onnx_root, tmp_path, FakeTrt(), "--out", str(out)) == 0
+    (out / "stale.plan").write_bytes(b"from the first build")
+    assert _build(monkeypatch, onnx_root, tmp_path, FakeTrt(), "--out", str(out)) == 0
+    assert (out / build_engine.MARKER).is_file() and not (out / "stale.plan").exists()
+    assert "engine.json" in verify_model_dir(tmp_path, "engines")["files"]
+
+
 def test_selection_reports_why_an_engine_was_not_used(onnx_root, tmp_path, monkeypatch, fake_gpu):
     assert _build(monkeypatch, onnx_root, tmp_path, FakeTrt()) == 0
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTrt(version="10.7.0"))

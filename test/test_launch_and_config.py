@@ -159,6 +159,29 @@ def test_every_parameter_is_documented_in_the_yaml_and_has_a_spec():
             assert lines[i - 1].strip().startswith("#"), f"{key} has no comment above it"
 
 
+def _yaml_marks(path) -> dict[str, str]:
+    """key -> "live" or "read-only", as the comment block above the key says."""
+    lines, marks = path.read_text().splitlines(), {}
+    for i, line in enumerate(lines):
+        key = line.strip().split(":")[0]
+        if key not in SPECS or line.strip().startswith("#"):
+            continue
+        j, block = i - 1, []
+        while j >= 0 and lines[j].strip().startswith("#"):
+            block.append(lines[j])
+            j -= 1
+        text = " ".join(block)
+        marks[key] = "live" if "(live)" in text else "read-only" if "(read-only)" in text else ""
+    return marks
+
+
+def test_the_yaml_live_marks_are_the_specs_live_flags():
+    marks = _yaml_marks(REPO / "config" / "sgclip.yaml")
+    assert set(marks) == set(SPECS)
+    wrong = {k: m for k, m in marks.items() if m != ("live" if SPECS[k].live else "read-only")}
+    assert not wrong, f"the YAML's marks disagree with ParamSpec.live: {wrong}"
+
+
 def test_descriptors_carry_ranges_and_read_only_flags():
     defaults = load_defaults(REPO / "config" / "sgclip.yaml")
     for spec in PERCEPTION_PARAMS:

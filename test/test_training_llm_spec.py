@@ -44,8 +44,9 @@ def chat_body(content: str) -> bytes:
 
 
 class ScriptedServer:
-    """Answers each POST with the next scripted (status, body, headers, delay_s); the last
-    entry repeats. Records every request it receives."""
+    """Answers each request with the next scripted (status, body, headers, delay_s, drip_s);
+    the last entry repeats. drip_s > 0 sends the body one byte at a time, drip_s apart. Records
+    every request it receives (a GET can only come from a followed redirect)."""
 
     def __init__(self, script):
         self.script = list(script)
@@ -55,9 +56,18 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server API)
                 length = int(self.headers.get("Content-Length", 0))
-                server.requests.append({"path": self.path, "headers": dict(self.headers),
+                server.requests.append({"method": "POST", "path": self.path,
+                                        "headers": dict(self.headers),
                                         "json": json.loads(self.rfile.read(length))})
-                status, body, headers, delay = server.next()
+                self.answer()
+
+            def do_GET(self):  # noqa: N802 (http.server API)
+                server.requests.append({"method": "GET", "path": self.path,
+                                        "headers": dict(self.headers)})
+                self.answer()
+
+            def answer(self):
+                status, body, headers, delay, drip = server.next()
                 time.sleep(delay)
                 try:
                     self.send_response(status)
@@ -65,7 +75,9 @@ class ScriptedServer:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    for start in range(0, len(body), 1 if drip else max(1, len(body))):
+                        self.wfile.write(body[start:start + (1 if drip else len(body))])
+                        time.sleep(drip)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
 
@@ -82,7 +94,8 @@ class ScriptedServer:
         status, body, *rest = entry
         headers = rest[0] if rest else {}
         delay = rest[1] if len(rest) > 1 else 0.0
-        return status, body, headers, delay
+        drip = rest[2] if len(rest) > 2 else 0.0
+        return status, body, headers, delay, drip
 
     @property
     def base_url(self):
@@ -210,15 +223,85 @@ def test_connection_refused_is_retried_then_reported():
         port = sock.getsockname()[1]
     cfg = L.LLMConfig(f"http://127.0.0.1:{port}", "m", max_retries=1, backoff_s=0.0)
     calls = []
-    with pytest.raises(L.LLMError, match="connection error"):
+    with pytest.raises(L.LLMError, match="cannot reach the LLM endpoint"):
         L.chat_completion(cfg, [{"role": "user", "content": "x"}], sleep=calls.append)
     assert calls == [0.0] and cfg.url.endswith(f"{port}/v1/chat/completions")
 
 
 def test_response_size_is_capped(serve):
     server = serve((200, chat_body("x" * 5000)))
-    with pytest.raises(L.LLMError, match="larger than"):
+    with pytest.raises(L.LLMError, match="exceeds the 1000-byte cap"):
         L.LLMSpecConverter(config(server, max_response_bytes=1000)).convert("c")
+
+
+# ----------------------------------------------------------------------------- transport safety
+# The requests go through the planner's client (sgclip_ros.planner.llm_client.ChatClient).
+USER = [{"role": "user", "content": "x"}]
+
+
+def test_redirects_are_not_followed(serve):
+    server = serve((302, b"moved", {"Location": "/v1/elsewhere"}), (200, chat_body("{}")))
+    with pytest.raises(L.LLMError, match="HTTP 302"):
+        L.chat_completion(config(server), USER)
+    assert [(r["method"], r["path"]) for r in server.requests] == [
+        ("POST", "/v1/chat/completions")]  # the Location was never requested
+
+
+def test_the_deadline_covers_a_server_that_keeps_trickling(serve):
+    # One byte every 20 ms never trips a per-read socket timeout of 0.3 s; the hard deadline
+    # must end the request anyway.
+    server = serve((200, chat_body("slow"), {}, 0.0, 0.02))
+    with pytest.raises(L.LLMError, match=r"gave up after 1 attempts; last: no answer within 0.3 s"):
+        L.chat_completion(config(server, timeout_s=0.3, max_retries=0), USER)
+    assert len(server.requests) == 1
+
+
+def test_a_server_that_sleeps_past_the_deadline_times_out(serve):
+    server = serve((200, chat_body("late"), {}, 2.0))
+    with pytest.raises(L.LLMError, match="no answer within 0.2 s"):
+        L.chat_completion(config(server, timeout_s=0.2, max_retries=1), USER, sleep=lambda s: None)
+    assert len(server.requests) == 2  # a timeout is retried once, then reported
+
+
+def test_proxy_settings_are_ignored(serve, monkeypatch):
+    proxy = serve((200, chat_body("via the proxy")))
+    server = serve((200, chat_body("direct")))
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.httpd.server_address[1]}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert L.chat_completion(config(server), USER) == "direct"
+    assert proxy.requests == [] and len(server.requests) == 1
+
+
+def test_the_key_is_redacted_from_error_messages(serve, monkeypatch):
+    monkeypatch.setenv("SGCLIP_TEST_KEY", "sk-very-secret-123")
+    server = serve((401, b'{"error": "invalid key sk-very-secret-123"}'))
+    with pytest.raises(L.LLMError) as info:
+        L.LLMSpecConverter(config(server)).convert("c")
+    assert "HTTP 401" in str(info.value) and "sk-very-secret-123" not in str(info.value)
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-very-secret-123"
+
+
+def test_a_base_url_without_v1_gets_it_appended(serve):
+    server = serve((200, chat_body("ok")))
+    base = server.base_url.removesuffix("/v1")
+    assert L.chat_completion(L.LLMConfig(base, "m", max_retries=0), USER) == "ok"
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("value", ["gsk_abc123", "hf_AbCdEf", "AIzaSyABC-def", "sk-live"])
+def test_a_key_given_as_api_key_env_is_refused_unquoted(value, tmp_path, capsys):
+    with pytest.raises(ValueError) as info:
+        L.LLMConfig("http://127.0.0.1:9/v1", "m", api_key_env=value)
+    assert value not in str(info.value)
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--llm-base-url",
+            "http://127.0.0.1:9/v1", "--llm-model", "m", "--llm-api-key-env", value]
+    with pytest.raises(SystemExit) as exit_info:
+        CS.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--llm-api-key-env" in err and value not in err
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_events_list_form_actions_wrapper_synonyms_and_negation():

@@ -13,7 +13,7 @@ from sgclip_ros.core.model_config import load_model_config
 from sgclip_ros.core.model_store import ModelFileError
 from training.checkpoint import export_model_dir
 from training.eval_metrics import METRIC_KEYS
-from training.model_card import card_text, goal_checks, package
+from training.model_card import MARKER, card_text, goal_checks, main, package
 
 
 def row(**values) -> dict:
@@ -62,3 +62,32 @@ def test_package_writes_a_verified_model_folder(tmp_path):
     (out / "metrics.json").write_text("{}")  # tampering is caught by the manifest
     with pytest.raises(ModelFileError, match="metrics.json"):
         load_backend("torch", str(out.parent), out.name, "cpu")
+
+
+def test_package_replaces_only_a_folder_it_made(tmp_path, capsys):
+    weak = export_model_dir(build_model(load_model_config("sgclip-tiny"), seed=1),
+                            load_concepts("config/concepts/shapes.yaml"), tmp_path / "run")
+    mine = tmp_path / "models" / "sgclip"  # a user's model, given as --out by mistake
+    mine.mkdir(parents=True)
+    (mine / "model.safetensors").write_bytes(b"my weights")
+    with pytest.raises(ValueError, match=f"{mine}: not empty and not made by this tool"):
+        package(weak, ROWS, "# card\n", mine)
+    assert [p.name for p in mine.iterdir()] == ["model.safetensors"]
+    assert (mine / "model.safetensors").read_bytes() == b"my weights"
+    assert not (tmp_path / "models" / "sgclip.partial").exists()
+    # The command line refuses it before the (long) evaluation: no other input is even read.
+    argv = ["--weak", "w", "--supervised", "s", "--heldout", "h", "--concepts", "c",
+            "--summary", "none.json", "--command", "x", "--out", str(mine)]
+    assert main(argv) == 2 and str(mine) in capsys.readouterr().err
+    out = package(weak, ROWS, "# card\n", tmp_path / "models" / "shipped")
+    (out / "stale.txt").write_text("from the first run")
+    package(weak, ROWS, "# card 2\n", out)
+    assert (out / MARKER).is_file() and not (out / "stale.txt").exists()
+    assert (out / "MODEL_CARD.md").read_text() == "# card 2\n"
+    load_backend("torch", str(out.parent), out.name, "cpu")  # the manifest still verifies
+
+
+def test_the_shipped_model_can_be_replaced_by_make_shapes_default():
+    from sgclip_ros.tools.out_dir import check_replaceable
+
+    check_replaceable("models/shapes_default", MARKER)

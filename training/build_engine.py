@@ -12,7 +12,10 @@ None. Writes one ``.plan`` per encoder, ``engine.json`` (TensorRT version, GPU n
 capability, precision, compatibility flags, profiles, sha256 of every plan) and a manifest;
 then loads the engines back and checks them against the probe embeddings recorded at export.
 
-Exit codes: 0 built and verified; 1 a build or the verification failed; 2 bad input;
+``--out`` is replaced only when an earlier build_engine run made it (it holds a
+``.sgclip_build_engine`` file) or it is empty; any other existing folder is refused, untouched.
+
+Exit codes: 0 built and verified; 1 a build or the verification failed; 2 bad input or --out;
 3 TensorRT is not installed (the message says how to install it).
 """
 
@@ -47,7 +50,10 @@ from sgclip_ros.core.model_store import (
     verify_model_dir,
     write_manifest,
 )
+from sgclip_ros.tools.out_dir import check_replaceable, replace_out_dir
 
+# In every --out folder this tool writes: only such a folder (or an empty one) is replaced.
+MARKER = ".sgclip_build_engine"
 COPIED = ("model_id", "model_name", "config", "io_spec", "logit_scales", "text_embeddings",
           "probe")
 
@@ -241,19 +247,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args) -> int:
+    check_replaceable(args.out, MARKER)  # first: refuse before minutes of building
     trt = import_tensorrt()
     onnx_manifest, config = read_onnx_folder(args.onnx)
-    tmp = args.out.parent / f".{args.out.name}.partial"
+    tmp = args.out.parent / f".{args.out.name}.partial"  # a name only this tool uses
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         manifest = build_folder(trt, args, onnx_manifest, config, tmp)
         if not args.no_verify:
             verify_engines(tmp, manifest, config)
+        replace_out_dir(tmp, args.out, MARKER)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
     print(f"wrote {args.out} ({precision_of(args)}, TensorRT {trt.__version__})")
     return 0
 

@@ -17,24 +17,24 @@ becomes one event (the conjunction of its atoms: ``name(A, x)`` -> ``Category``,
 arguments, constants as arguments) are skipped and reported in ``warnings``.
 
 The prompt's wording and examples are ours (the reference repositories carry no licence); the
-schema, field names and rules follow theirs. The HTTP client is plain ``urllib``: temperature 0,
-``response_format`` JSON, a timeout, bounded retries with exponential backoff on connection
-errors, 429 and 5xx, and a cap on the response size.
+schema, field names and rules follow theirs. Each request goes through the planner's HTTP client
+(:class:`sgclip_ros.planner.llm_client.ChatClient`): temperature 0, ``response_format`` JSON, no
+proxy, no redirects, a hard deadline per request, a cap on the response size, and the key sent
+only in the Authorization header and redacted from errors. Bounded retries with exponential
+backoff on connection errors, timeouts, 429 and 5xx are done here.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgclip_ros.planner import llm_client as client
+from sgclip_ros.planner.breaker import CircuitBreaker
 from training.spec import (
     DURATIONS,
     LOCATIONS,
@@ -102,16 +102,28 @@ class LLMConfig:
     base_url: str
     model: str
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # per request: a hard deadline, not a per-read socket timeout
     max_retries: int = 4
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     max_response_bytes: int = 2_000_000
+    max_tokens: int = 4096  # event JSON of a long caption runs to a few hundred tokens
+
+    def __post_init__(self) -> None:
+        if not client.valid_env_name(self.api_key_env):
+            # Never quote it: it may be the key itself, pasted into the wrong option.
+            raise ValueError(f"api_key_env must be {client.ENV_NAME_RULE}; "
+                             "the value given is not shown")
 
     @property
     def url(self) -> str:
+        return self.api_base + "/chat/completions"
+
+    @property
+    def api_base(self) -> str:
+        """The base URL ending in ``/v1`` (appended when missing, as servers expect it)."""
         base = self.base_url.rstrip("/")
-        return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+        return base if base.endswith("/v1") else base + "/v1"
 
 
 @dataclass
@@ -151,59 +163,44 @@ class LLMSpecConverter:
 def chat_completion(config: LLMConfig, messages: list[dict[str, str]],
                     sleep: Callable[[float], None] = time.sleep) -> str:
     """The assistant message content of one chat completion, with bounded retries."""
-    body = json.dumps({
-        "model": config.model,
-        "temperature": 0,
-        "response_format": {"type": "json_object"},
-        "messages": messages,
-    }).encode("utf-8")
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    key = os.environ.get(config.api_key_env)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
+    chat = _chat_client(config)
     problem, retry_after = "no attempt made", None
     for attempt in range(config.max_retries + 1):
         if attempt:
             sleep(_backoff(config, attempt, retry_after))
         try:
-            return _post(config, body, headers)
-        except _Retryable as exc:
+            return chat.chat(messages)
+        except client.LLMError as exc:
+            if exc.kind not in _RETRYABLE:
+                raise _translated(config, exc) from None
             problem, retry_after = str(exc), exc.retry_after
-    raise LLMError(f"{config.url}: gave up after {config.max_retries + 1} attempts; "
-                   f"last: {problem}")
+    raise LLMError(f"{client.safe_url(config.url)}: gave up after {config.max_retries + 1} "
+                   f"attempts; last: {problem}")
 
 
-class _Retryable(Exception):
-    """A failure worth retrying: connection problems, 429 and 5xx."""
-
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
-        super().__init__(problem)
-        self.retry_after = retry_after
+# Timeouts too: a slow server is worth another try within the retry budget.
+_RETRYABLE = client.RETRYABLE | {"timeout"}
 
 
-def _post(config: LLMConfig, body: bytes, headers: dict[str, str]) -> str:
-    request = urllib.request.Request(config.url, data=body, headers=headers, method="POST")
+def _chat_client(config: LLMConfig) -> client.ChatClient:
+    """The planner's client making ONE attempt per call: the retries and backoff are ours."""
+    settings = client.LLMConfig(
+        base_url=config.api_base, model=config.model, timeout_s=config.timeout_s,
+        max_retries=0, max_response_bytes=config.max_response_bytes, temperature=0.0,
+        max_tokens=config.max_tokens, json_mode=True,
+    )
+    # More failures than attempts: the breaker never fails one of our retries fast.
+    breaker = CircuitBreaker(threshold=config.max_retries + 2, reset_s=0.0)
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout_s) as response:
-            raw = response.read(config.max_response_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        problem = f"HTTP {exc.code}: {exc.read(2000).decode('utf-8', 'replace')[:200]}"
-        if exc.code == 429 or exc.code >= 500:
-            raise _Retryable(problem, _seconds(exc.headers.get("Retry-After"))) from exc
-        raise LLMError(f"{config.url}: {problem}") from exc
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
-        raise _Retryable(f"connection error: {exc}") from exc
-    if len(raw) > config.max_response_bytes:
-        raise LLMError(f"{config.url}: response larger than {config.max_response_bytes} bytes")
-    return _message_content(raw, config.url)
+        return client.ChatClient(settings, client.api_key_from_env(config.api_key_env), breaker)
+    except client.LLMError as exc:  # a bad base_url: nothing to retry
+        raise LLMError(f"{client.safe_url(config.base_url)}: {exc}") from None
 
 
-def _seconds(value: str | None) -> float | None:
-    """A Retry-After header in seconds (the HTTP-date form is ignored)."""
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+def _translated(config: LLMConfig, exc: client.LLMError) -> Exception:
+    """A reply that arrived but is unusable is a reply error (cached); the rest is transport."""
+    message = f"{client.safe_url(config.url)}: {exc}"
+    return LLMReplyError(message) if exc.kind == "bad_response" else LLMError(message)
 
 
 def _backoff(config: LLMConfig, attempt: int, retry_after: float | None) -> float:
@@ -211,17 +208,6 @@ def _backoff(config: LLMConfig, attempt: int, retry_after: float | None) -> floa
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, config.max_backoff_s)
-
-
-def _message_content(raw: bytes, url: str) -> str:
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        content = data["choices"][0]["message"]["content"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise LLMReplyError(f"{url}: not a chat-completion response: {exc}") from exc
-    if not isinstance(content, str):
-        raise LLMReplyError(f"{url}: message content is {type(content).__name__}, not text")
-    return content
 
 
 # ----------------------------------------------------------------------------- reply parsing

@@ -176,15 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     use_llm = bool(args.llm_base_url or args.llm_model)
     if args.rules == use_llm or (use_llm and not (args.llm_base_url and args.llm_model)):
         parser.error("use either --rules or both --llm-base-url and --llm-model")
+    config = None
+    if use_llm:
+        try:
+            config = LLMConfig(args.llm_base_url, args.llm_model, args.llm_api_key_env,
+                               args.llm_timeout, args.llm_retries)
+        except ValueError as exc:  # the message never repeats the (possibly secret) value
+            parser.error(f"--llm-api-key-env: {exc}")
     try:
         videos = load_dataset(args.data)
         cache = SpecCache(args.out)
     except (AnnotationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if use_llm:
-        config = LLMConfig(args.llm_base_url, args.llm_model, args.llm_api_key_env,
-                           args.llm_timeout, args.llm_retries)
+    if config is not None:
         convert, model, version = llm_converter(config), args.llm_model, PROMPT_VERSION
     else:
         convert, model, version = rules_converter, RULES_MODEL, PARSER_VERSION

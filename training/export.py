@@ -8,9 +8,11 @@
 ``config.json`` (copied unless ``--out`` is the checkpoint) with a top-level manifest, plus one
 folder per artefact format, each with its own ``manifest.json``: ``onnx/`` (fp32, dynamic
 batch), ``aoti_cpu/`` and, on a GPU machine, ``aoti_cuda/``. Each folder is built under a
-temporary name and only replaces the old one once every check passed.
+temporary name and only replaces the old one once every check passed; an old one is replaced
+only when an earlier export made it (it holds a ``.sgclip_export`` file) or it is empty.
 
-Exit codes: 0 exported and checked; 1 an export or parity check failed; 2 bad input.
+Exit codes: 0 exported and checked; 1 an export or parity check failed; 2 bad input (or an
+artefact folder in ``--out`` that this tool did not make).
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from sgclip_ros.core.model_store import (
     verify_model_dir,
     write_manifest,
 )
+from sgclip_ros.tools.out_dir import check_replaceable, replace_out_dir
 from training.export_onnx import DEFAULT_OPSET, ExportError, export_onnx
 
 FORMATS = ("onnx", "aoti")
+# In every artefact folder this tool writes: only such a folder (or an empty one) is replaced.
+MARKER = ".sgclip_export"
 CONCEPT_DIR = Path(__file__).resolve().parent.parent / "config" / "concepts"
 
 
@@ -69,21 +74,28 @@ def prepare_model_dir(checkpoint: Path, out: Path) -> dict:
 
 
 def replace_folder(out: Path, subdir: str, build) -> dict:
-    """Run ``build(tmp)`` in a temporary folder, then move it to ``out/subdir``."""
-    tmp, final = out / f".{subdir}.partial", out / subdir
+    """Run ``build(tmp)`` in a temporary folder, then move it to ``out/subdir`` (replacing an
+    earlier export there, never a folder this tool did not make)."""
+    tmp, final = out / f".{subdir}.partial", out / subdir  # .partial: a name only we use
+    check_replaceable(final, MARKER)
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         manifest = build(tmp)
+        replace_out_dir(tmp, final, MARKER)  # the marker is not in the folder's manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
     return manifest
+
+
+def output_subdirs(args) -> list[str]:
+    """The artefact folders this run writes under ``--out``."""
+    subdirs = ["onnx"] if "onnx" in args.formats else []
+    if "aoti" in args.formats:
+        targets = aoti_targets(args.aoti_device, args.cuda_precision)
+        subdirs += [subdir_for("aoti", device) for device, _ in targets]
+    return subdirs
 
 
 def aoti_targets(choice: str, cuda_precision: str) -> list[tuple[str, str]]:
@@ -151,6 +163,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     try:
+        for sub in output_subdirs(args):  # before anything is written or exported
+            check_replaceable(args.out / sub, MARKER)
         manifest = prepare_model_dir(args.checkpoint, args.out)
         model = load_model(args.checkpoint)
         done = export_all(model, args.out, model_id(manifest), args)

@@ -8,9 +8,10 @@ Evaluates, on the held-out dataset and with :mod:`training.evaluate`'s protocol,
 (caption-only) model, the same architecture untrained (random weights, the chance row) and the
 supervised upper bound. Copies the weak model's files to ``--out`` with ``metrics.json`` (the
 weak row, exactly the evaluation keys), ``metrics_rows.json`` (all three rows) and
-``MODEL_CARD.md``, then rewrites the sha256 manifest over all of them.
+``MODEL_CARD.md``, then rewrites the sha256 manifest over all of them. An existing ``--out`` is
+replaced only when an earlier run made it (it holds a ``.sgclip_model_card`` file) or it is empty.
 
-Exit codes: 0 written; 2 bad arguments, dataset or model.
+Exit codes: 0 written; 2 bad arguments, dataset or model, or an ``--out`` this tool did not make.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from sgclip_ros.core.concepts import ConceptError, load_concepts
 from sgclip_ros.core.model import CONFIG_FILE, WEIGHTS_FILE
 from sgclip_ros.core.model_store import MANIFEST, ModelFileError, write_manifest
+from sgclip_ros.tools.out_dir import check_replaceable, replace_out_dir
 from training.checkpoint import CONCEPTS_FILE
 from training.data import AnnotationError, load_dataset
 from training.eval_metrics import METRIC_KEYS
@@ -35,6 +37,8 @@ from training.video_io import VideoReadError
 ROWS = ("untrained", "weak", "supervised")
 GOALS = {"category_r1": 0.95, "unary_r1": 0.90, "binary_rprec": 0.85}
 SHIPPED_FILES = (WEIGHTS_FILE, CONFIG_FILE, CONCEPTS_FILE)
+# In every --out folder this tool writes: only such a folder (or an empty one) is replaced.
+MARKER = ".sgclip_model_card"
 
 
 def evaluate_rows(weak: Path, supervised: Path, heldout: Path, concepts_path: Path,
@@ -138,8 +142,10 @@ Goals of the training issue:
 
 
 def package(weak: Path, rows: dict[str, dict], card: str, out: Path) -> Path:
-    """Copy the weak model's files and write metrics, card and manifest into ``out``."""
-    tmp = out.with_name(out.name + ".partial")
+    """Copy the weak model's files and write metrics, card and manifest into ``out`` (replacing
+    an earlier card's folder, never one this tool did not make)."""
+    check_replaceable(out, MARKER)
+    tmp = out.with_name(out.name + ".partial")  # a name only this tool uses
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in SHIPPED_FILES:
@@ -150,9 +156,7 @@ def package(weak: Path, rows: dict[str, dict], card: str, out: Path) -> Path:
     (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     source = json.loads((weak / MANIFEST).read_text(encoding="utf-8"))
     write_manifest(tmp, {k: v for k, v in source.items() if k != "files"})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    return out
+    return replace_out_dir(tmp, out, MARKER)  # the marker is not in the manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
+        check_replaceable(args.out, MARKER)  # before minutes of evaluation
         summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
         rows = evaluate_rows(Path(args.weak), Path(args.supervised), Path(args.heldout),
                              Path(args.concepts))

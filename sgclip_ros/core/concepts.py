@@ -142,6 +142,10 @@ def load_concepts(path: str | Path) -> ConceptSet:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConceptError(f"{source}: invalid YAML: {exc}") from exc
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        # PyYAML's constructors raise these for bad scalars (`2001-13-01`, `!!int x`,
+        # `!!bool maybe`, `!!timestamp foo`) and the composer recurses on deep nesting.
+        raise ConceptError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}") from exc
     if data is None:
         raise ConceptError(f"{source}: file is empty; expected a mapping with {REQUIRED_KEYS}")
     return concepts_from_dict(data, source)

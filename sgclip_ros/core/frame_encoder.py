@@ -1,11 +1,14 @@
-"""Encode new frames: regions -> tracked boxes -> reference crops -> one forward per tower.
+"""Encode new frames: regions -> tracked boxes -> reference crops -> batched forwards per tower.
 
 Frames of several cameras are encoded together: all their crops bound for the same tower go
-through it in a single batched forward.
+through it in batched forwards of at most ``crop_chunk`` crops (one forward when they fit).
+Pair crops are cut and preprocessed chunk by chunk, so the pixels held at once are bounded by
+the chunk, and at most ``max_crops_per_frame`` pairs (the most confident) are encoded per frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +47,7 @@ class EncodeStats:
     pair_crops: int = 0
     image_forwards: int = 0
     regions_dropped: int = 0
+    pairs_capped: int = 0  # pairs not encoded because of max_crops_per_frame
     crops_per_tower: dict[int, int] = field(default_factory=dict)
 
 
@@ -56,6 +60,28 @@ class _Prepared:
     boxes: torch.Tensor
     masks: torch.Tensor | None
     object_pixels: torch.Tensor | None = None
+
+
+@dataclass
+class _Rows:
+    """Crops of one frame queued for a tower; ``pixels(a, b)`` makes rows a..b-1 on demand."""
+
+    kind: str  # "obj" or "pair"
+    k: int  # index of the frame in the encode() call
+    count: int
+    pixels: Callable[[int, int], torch.Tensor]
+
+
+# Crops per forward. Pair crops are cut and preprocessed per forward, so this (not the number of
+# pairs) bounds the pixels and activations held at once: 64 224x224 crops are 38 MB of pixels.
+CROP_CHUNK = 64
+
+
+def check_max_crops(value: int) -> int:
+    """``value`` when it is an integer >= 1; otherwise ValueError naming max_crops_per_frame."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_crops_per_frame must be an integer >= 1, got {value!r}")
+    return value
 
 
 def check_image(image: np.ndarray) -> None:
@@ -77,13 +103,23 @@ class FrameEncoder:
         proposer: ColorBlobProposer,
         max_objects: int,
         preprocess: str = "exact",
+        max_crops_per_frame: int | None = None,
+        crop_chunk: int | None = None,
     ):
+        """``max_crops_per_frame``: pair crops per frame at most (None: every pair);
+        ``crop_chunk``: crops per forward at most (None: CROP_CHUNK)."""
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         self.backend = backend
         self.proposer = proposer
         self.max_objects = max_objects
         self.preprocess = preprocess
+        self.max_crops_per_frame = (
+            None if max_crops_per_frame is None else check_max_crops(max_crops_per_frame)
+        )
+        self.crop_chunk = crop_chunk or CROP_CHUNK
+        if self.crop_chunk < 1:
+            raise ValueError(f"crop_chunk must be >= 1, got {crop_chunk}")
         # The fast path crops and resizes where the backend runs (the GPU, when it has one).
         self._crop_device = backend.device if preprocess == "fast" else "cpu"
         self.stats = EncodeStats()
@@ -96,28 +132,35 @@ class FrameEncoder:
     def encode(
         self, inputs: list[FrameInput], trackers: list[IoUTracker], texts: ConceptTexts
     ) -> list[FrameRecord]:
+        cap = self.max_crops_per_frame  # read once: a change applies from the next call
         prepared = [self._prepare(item, tracker) for item, tracker in zip(inputs, trackers)]
         object_towers = sorted(
             {texts.category.tower} | ({texts.unary.tower} if texts.unary else set())
         )
-        filtered = bool(texts.concepts.pairs_of_interest or texts.concepts.top_k_pairs)
-        jobs: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
+        jobs: dict[int, list[_Rows]] = {}
+        scored: list[int] = []  # frames whose pairs are chosen from their object scores
         for k, prep in enumerate(prepared):
-            if not prep.record.track_ids:
+            n = len(prep.record.track_ids)
+            if not n:
                 continue
             crops = object_crops(prep.frame, prep.boxes, prep.masks)
-            prep.object_pixels = self._pixels(crops)
+            prep.object_pixels = pixels = self._pixels(crops)
             self.stats.object_crops += len(crops)
             for tower in object_towers:
-                jobs.setdefault(tower, []).append(("obj", k, prep.object_pixels))
-            if texts.binary is not None and not filtered:
-                self._add_pair_job(jobs, k, prep, texts, all_pairs(len(prep.record.track_ids)))
+                jobs.setdefault(tower, []).append(_Rows("obj", k, n, _slicer(pixels)))
+            if texts.binary is None:
+                continue
+            if _needs_scores(n, texts, cap):
+                scored.append(k)
+            else:
+                self._add_pair_job(jobs, k, prep, texts, all_pairs(n))
         self._run(jobs, prepared)
-        if texts.binary is not None and filtered:
+        if scored:
             jobs = {}
-            for k, prep in enumerate(prepared):
-                if prep.record.track_ids:
-                    self._add_pair_job(jobs, k, prep, texts, select_pairs(prep.record, texts))
+            for k in scored:
+                pairs, capped = _select_pairs(prepared[k].record, texts, cap)
+                self.stats.pairs_capped += capped
+                self._add_pair_job(jobs, k, prepared[k], texts, pairs)
             self._run(jobs, prepared)
         self.stats.frames += len(prepared)
         return [p.record for p in prepared]
@@ -126,26 +169,49 @@ class FrameEncoder:
         prep.record.pairs = pairs
         if len(pairs) == 0:
             return
-        crops = pair_crops(prep.frame, prep.boxes, prep.masks, pairs)
-        self.stats.pair_crops += len(crops)
-        jobs.setdefault(texts.binary.tower, []).append(
-            ("pair", k, self._pixels(crops))
-        )
+        self.stats.pair_crops += len(pairs)
 
-    def _run(self, jobs: dict, prepared: list[_Prepared]) -> None:
-        """One forward per tower over every chunk queued for it, then hand the rows back."""
-        for tower, chunks in jobs.items():
-            pixels = torch.cat([c[2] for c in chunks])
-            emb = self.backend.encode_images(tower, pixels)
-            self.stats.image_forwards += 1
-            self.stats.crops_per_tower[tower] = self.stats.crops_per_tower.get(tower, 0) + len(
-                pixels
-            )
-            for (kind, k, _pixels), rows in zip(chunks, emb.split([len(c[2]) for c in chunks])):
-                if kind == "obj":
-                    prepared[k].record.object_emb[tower] = rows
+        def pixels(start: int, stop: int) -> torch.Tensor:
+            crops = pair_crops(prep.frame, prep.boxes, prep.masks, pairs[start:stop])
+            return self._pixels(crops)
+
+        jobs.setdefault(texts.binary.tower, []).append(_Rows("pair", k, len(pairs), pixels))
+
+    def _run(self, jobs: dict[int, list[_Rows]], prepared: list[_Prepared]) -> None:
+        """Encode every queued row per tower, then hand each frame its embedding rows."""
+        for tower, queued in jobs.items():
+            for rows, emb in zip(queued, self._encode_rows(tower, queued)):
+                if rows.kind == "obj":
+                    prepared[rows.k].record.object_emb[tower] = emb
                 else:
-                    prepared[k].record.pair_emb = rows
+                    prepared[rows.k].record.pair_emb = emb
+
+    def _encode_rows(self, tower: int, queued: list[_Rows]) -> list[torch.Tensor]:
+        """Forwards of at most crop_chunk rows over all of ``queued``; one tensor per entry."""
+        out: list[list[torch.Tensor]] = [[] for _ in queued]
+        batch: list[tuple[int, torch.Tensor]] = []  # (entry, pixels) of the next forward
+        filled = 0
+        for q, rows in enumerate(queued):
+            start = 0
+            while start < rows.count:
+                stop = min(rows.count, start + self.crop_chunk - filled)
+                batch.append((q, rows.pixels(start, stop)))
+                filled += stop - start
+                start = stop
+                if filled == self.crop_chunk:
+                    self._forward(tower, batch, out)
+                    batch, filled = [], 0
+        if batch:
+            self._forward(tower, batch, out)
+        return [torch.cat(parts) for parts in out]
+
+    def _forward(self, tower: int, batch: list, out: list[list[torch.Tensor]]) -> None:
+        pixels = torch.cat([p for _, p in batch])
+        emb = self.backend.encode_images(tower, pixels)
+        self.stats.image_forwards += 1
+        self.stats.crops_per_tower[tower] = self.stats.crops_per_tower.get(tower, 0) + len(pixels)
+        for (q, _), rows in zip(batch, emb.split([len(p) for _, p in batch])):
+            out[q].append(rows)
 
     def _prepare(self, item: FrameInput, tracker: IoUTracker) -> _Prepared:
         check_image(item.image)
@@ -177,6 +243,17 @@ class FrameEncoder:
             boxes=torch.tensor(boxes, dtype=torch.long).reshape(-1, 4),
             masks=_on(_masks(kept, boxes, height, width), self._crop_device),
         )
+
+
+def _slicer(pixels: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+    return lambda start, stop: pixels[start:stop]
+
+
+def _needs_scores(n: int, texts: ConceptTexts, cap: int | None) -> bool:
+    """Whether a frame's pairs must wait for its object scores (filtered, or over the cap)."""
+    concepts = texts.concepts
+    over_cap = cap is not None and n * (n - 1) > cap
+    return bool(concepts.pairs_of_interest or concepts.top_k_pairs or over_cap)
 
 
 def _on(masks: torch.Tensor | None, device: str) -> torch.Tensor | None:
@@ -219,8 +296,18 @@ def all_pairs(n: int) -> torch.Tensor:
     return torch.stack([ii[keep], jj[keep]], dim=1)
 
 
-def select_pairs(record: FrameRecord, texts: ConceptTexts) -> torch.Tensor:
-    """Pairs of interest (by each object's best category here), then the top-k most confident."""
+def select_pairs(
+    record: FrameRecord, texts: ConceptTexts, max_pairs: int | None = None
+) -> torch.Tensor:
+    """Pairs of interest (by each object's best category here), then the top-k most confident,
+    then at most ``max_pairs`` of those (same order; None: no limit)."""
+    return _select_pairs(record, texts, max_pairs)[0]
+
+
+def _select_pairs(
+    record: FrameRecord, texts: ConceptTexts, cap: int | None
+) -> tuple[torch.Tensor, int]:
+    """select_pairs, and how many pairs the cap (not top_k_pairs) dropped."""
     pairs = all_pairs(len(record.track_ids))
     probs = scoring.category_probs(
         record.object_emb[texts.category.tower], texts.category.emb, texts.category.scale
@@ -232,8 +319,16 @@ def select_pairs(record: FrameRecord, texts: ConceptTexts) -> torch.Tensor:
         wanted = set(concepts.pairs_of_interest)
         keep = [(names[best_i[s]], names[best_i[o]]) in wanted for s, o in pairs.tolist()]
         pairs = pairs[torch.tensor(keep, dtype=torch.bool)] if keep else pairs
-    if concepts.top_k_pairs and len(pairs) > concepts.top_k_pairs:
-        confidence = best_p[pairs[:, 0]] * best_p[pairs[:, 1]]
-        order = torch.argsort(confidence, descending=True, stable=True)[: concepts.top_k_pairs]
-        pairs = pairs[order.sort().values]
-    return pairs
+    pairs = most_confident(pairs, best_p, concepts.top_k_pairs)
+    capped = max(0, len(pairs) - cap) if cap is not None else 0
+    return most_confident(pairs, best_p, cap or 0), capped
+
+
+def most_confident(pairs: torch.Tensor, best_p: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` pairs of highest ``best_p[s] * best_p[o]`` (ties: earlier first), kept in
+    their (s, o) order; every pair when k is 0 or not below their number."""
+    if not k or len(pairs) <= k:
+        return pairs
+    confidence = best_p[pairs[:, 0]] * best_p[pairs[:, 1]]
+    order = torch.argsort(confidence, descending=True, stable=True)[:k]
+    return pairs[order.sort().values]

@@ -54,6 +54,17 @@ class PerceptionStatus:
     pending: int = 0  # frames waiting for inference now (at most one per camera)
     max_pending: int = 0  # the most ever waiting at once
     model_p50_ms: float = math.nan  # predictor time per graph (encode new crops + score)
+    worker_state: str = ""  # "running", "dead: <why>", "not stopped" ("" when not active)
+    worker_restarts: int = 0
+    worker_errors: int = 0  # exceptions caught in the inference loop (counted, not fatal)
+    last_worker_error: str = ""
+    stalled_s: float = 0.0  # > 0: seconds without a graph while frames kept arriving
+    pairs_capped: int = 0  # object pairs not encoded because of max_crops_per_frame
+    detections_unmatched: int = 0  # detection sets whose frame was gone
+    concept_changes: dict[str, int] = field(default_factory=dict)  # requested, applied, ...
+    # When image callbacks ran after their frame's stamp, over the last reporting period.
+    callback_p99_ms: float = math.nan
+    callback_max_ms: float = math.nan
 
     @property
     def frames_processed(self) -> int:
@@ -113,6 +124,10 @@ def node_level(status: PerceptionStatus) -> tuple[Level, str]:
         errors.append("no model loaded")
     if status.error:
         errors.append(status.error)
+    if status.worker_state and status.worker_state != "running":
+        errors.append(f"inference thread {status.worker_state}")
+    if status.stalled_s > 0:
+        errors.append(f"no scene graph for {status.stalled_s:.1f} s while frames arrive")
     if errors:
         return Level.ERROR, "; ".join(errors)
     warnings = []
@@ -126,6 +141,23 @@ def node_level(status: PerceptionStatus) -> tuple[Level, str]:
     return Level.OK, (
         f"ok: {len(status.cameras)} camera(s), {status.backend} on {status.device or 'cpu'}"
     )
+
+
+# A worker is stalled after this many expected graph periods without one (and at least
+# STALL_MIN_S), while frames keep arriving.
+STALL_PERIODS = 10
+STALL_MIN_S = 2.0
+
+
+def stalled_for(since_graph_s: float, input_hz: float, stride: int, model_s: float) -> float:
+    """Seconds the worker has been stalled (0.0 when it is not): no graph for STALL_PERIODS
+    expected periods while frames arrive. The expected period is the slower of the input (a
+    graph every ``stride`` frames) and the model."""
+    if input_hz <= 0:
+        return 0.0
+    model_s = model_s if math.isfinite(model_s) else 0.0
+    limit = max(STALL_MIN_S, STALL_PERIODS * max(stride / input_hz, model_s))
+    return since_graph_s if since_graph_s > limit else 0.0
 
 
 def cameras_from_meters(

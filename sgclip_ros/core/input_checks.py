@@ -27,12 +27,13 @@ REJECT_REASONS: tuple[str, ...] = (
     "no_detections",  # detections were required but none matched the frame's stamp
     "inference_error",  # the backend or predictor failed on this frame (reported, not fatal)
     "bad_message",  # a stored message that could not be deserialised (offline runner)
+    "inactive",  # still waiting for inference when the node deactivated or shut down
 )
 
 # Reasons that are the expected outcome of the latest-frame policy, not a fault: counted and
 # reported, but they do not turn diagnostics to WARN (a 30 Hz camera on a 10 Hz model would
 # otherwise WARN forever).
-EXPECTED_REASONS: frozenset[str] = frozenset({"busy"})
+EXPECTED_REASONS: frozenset[str] = frozenset({"busy", "inactive"})
 
 # A sane default for the max_pixels limit: 4096 x 4096 (a 16 MP sensor still fits).
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -117,6 +118,12 @@ class StampGuard:
                 "stale_stamp",
                 f"stamp {_fmt(stamp_ns)} is {age:.3f} s old (max_age {self.max_age_ns / _NS:g} s)",
             )
+
+    def set_limits(self, max_age_s: float, max_future_s: float) -> None:
+        """Change the stale and future limits (live parameters); applies to the next frame."""
+        checked = StampGuard(max_age_s, max_future_s)  # the same validation as at start
+        with self._lock:
+            self.max_age_ns, self.max_future_ns = checked.max_age_ns, checked.max_future_ns
 
     def observe_clock(self, now_ns: int) -> bool:
         """Record the clock; True (and a reset) when it jumped backwards beyond the tolerance.
@@ -285,6 +292,10 @@ class LatencyStats:
         with self._lock:
             values = list(self._values)
         return sum(values) / len(values) if values else math.nan
+
+    def max(self) -> float:
+        with self._lock:
+            return max(self._values, default=math.nan)
 
     def clear(self) -> None:
         with self._lock:

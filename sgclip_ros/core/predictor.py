@@ -16,7 +16,12 @@ import numpy as np
 from sgclip_ros.core import scoring
 from sgclip_ros.core.backend import EncoderBackend
 from sgclip_ros.core.concepts import ConceptSet
-from sgclip_ros.core.frame_encoder import EncodeStats, FrameEncoder, FrameInput
+from sgclip_ros.core.frame_encoder import (
+    EncodeStats,
+    FrameEncoder,
+    FrameInput,
+    check_max_crops,
+)
 from sgclip_ros.core.graph_builder import ConceptTexts, GraphSettings, RoleText, build_scene_graph
 from sgclip_ros.core.model_config import tower_index
 from sgclip_ros.core.proposer import ColorBlobProposer
@@ -37,6 +42,12 @@ class PredictorConfig:
     # "exact": PIL-exact CPU resize (reference pixels); "fast": approximate resize on the
     # backend device (see sgclip_ros.core.preprocess_fast and docs/engines.md).
     preprocess: str = "exact"
+    # Pair crops encoded per frame at most: beyond it only the most confident pairs are kept
+    # (bounds time and memory; 16 objects, 240 pairs, fit under the default).
+    max_crops_per_frame: int = 256
+
+    def __post_init__(self) -> None:
+        check_max_crops(self.max_crops_per_frame)
 
 
 @dataclass
@@ -71,7 +82,11 @@ class SGClipPredictor:
         self.config = config
         self._text_cache = TextEmbeddingCache()
         self._encoder = FrameEncoder(
-            backend, proposer or ColorBlobProposer(), config.max_objects, config.preprocess
+            backend,
+            proposer or ColorBlobProposer(),
+            config.max_objects,
+            config.preprocess,
+            max_crops_per_frame=config.max_crops_per_frame,
         )
         self._streams: dict[str, StreamState] = {}
         self._lock = threading.Lock()  # concept swaps may come from another thread
@@ -132,6 +147,12 @@ class SGClipPredictor:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.config = replace(self.config, max_objects=max_objects)
         self._encoder.max_objects = max_objects
+
+    def set_max_crops_per_frame(self, max_crops_per_frame: int) -> None:
+        """Change the pair-crop cap per frame; applies from the next frame."""
+        check_max_crops(max_crops_per_frame)
+        self.config = replace(self.config, max_crops_per_frame=max_crops_per_frame)
+        self._encoder.max_crops_per_frame = max_crops_per_frame
 
     @property
     def stats(self) -> PredictorStats:

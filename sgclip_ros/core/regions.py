@@ -39,3 +39,23 @@ def clip_box_to_frame(box: Box, width: int, height: int) -> tuple[int, int, int,
             raise ValueError(f"box {box.as_list()} lies outside the {width}x{height} frame")
         x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
     return x1, y1, x2, y2
+
+
+def scale_regions(regions: list[Region], sx: float, sy: float) -> list[Region]:
+    """Regions from a detector that saw another resolution, in this frame's pixels.
+
+    Boxes are scaled by (sx, sy); masks are resampled nearest-neighbour to match."""
+    out = []
+    for r in regions:
+        box = Box(r.box.x1 * sx, r.box.y1 * sy, r.box.x2 * sx, r.box.y2 * sy)
+        mask = None if r.mask is None else _scale_mask(np.asarray(r.mask), sx, sy)
+        out.append(Region(box, mask, r.track_id, r.label, r.confidence))
+    return out
+
+
+def _scale_mask(mask: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    h, w = mask.shape[:2]
+    new_h, new_w = max(1, round(h * sy)), max(1, round(w * sx))
+    rows = np.minimum((np.arange(new_h) / sy).astype(int), h - 1)
+    cols = np.minimum((np.arange(new_w) / sx).astype(int), w - 1)
+    return mask[rows][:, cols]

@@ -7,38 +7,50 @@ The node only wires ROS to the core; all logic lives in sgclip_ros.core and sgcl
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 
 from sgclip_ros.core.backend_select import UNTRAINED_TINY, load_backend
 from sgclip_ros.core.concepts import ConceptError, ConceptSet, load_concepts
-from sgclip_ros.core.input_checks import DropCounter, FrameRejected, RateMeter, StampGuard
+from sgclip_ros.core.input_checks import (
+    DropCounter,
+    FrameRejected,
+    LatencyStats,
+    RateMeter,
+    StampGuard,
+)
 from sgclip_ros.core.model_store import ModelFileError
 from sgclip_ros.core.predictor import SGClipPredictor
 from sgclip_ros.msg import ConceptLists, SceneGraph
 from sgclip_ros.nodes.lifecycle_main import run_lifecycle_node
+from sgclip_ros.nodes.perception_live import LiveChangeRefused, apply_live
 from sgclip_ros.nodes.perception_setup import (
     build_predictor_config,
-    graph_settings,
     status_snapshot,
-    window_config,
+    worker_settings,
 )
+from sgclip_ros.ros.concept_changes import ConceptChanges, ConceptJob, RateLimited
 from sgclip_ros.ros.conversions import ns_from_time, scene_graph_to_msg
-from sgclip_ros.ros.detections import DetectionBuffer, regions_from_detections
+from sgclip_ros.ros.detections import regions_from_detections
 from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb, precheck
 from sgclip_ros.ros.inference_worker import InferenceWorker, PendingFrame, WorkerHooks
 from sgclip_ros.ros.params import SPECS, load_defaults, resolve_share_path, share_dir
 from sgclip_ros.ros.topics import annotated_topic_for, is_compressed_topic, resolve_topic
 from sgclip_ros.srv import SetConcepts
 
-_LIVE_WINDOW = {"window_size", "window_stride", "window_max_age_s"}
-_LIVE_GRAPH = {"attribute_threshold", "relation_threshold", "top_k_labels"}
+# How long set_concepts waits for the new lists to become active before it answers anyway.
+SET_CONCEPTS_TIMEOUT_S = 10.0
 
 
 class PerceptionNode(LifecycleNode):
@@ -50,14 +62,18 @@ class PerceptionNode(LifecycleNode):
             self.declare_parameter(name, value, SPECS[name].descriptor(value))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.drops, self.rates = DropCounter(), RateMeter()
+        self.callback_ms = LatencyStats()
         self.received: dict[str, int] = {}
         self.predictor: SGClipPredictor | None = None
         self.choice = None
         self.worker: InferenceWorker | None = None
         self.error = ""
         self._concepts_source = ""
+        self._published_id = ""  # the concepts id last published on active_concepts
         self._stamp_guards: dict[str, StampGuard] = {}
-        self._detections = DetectionBuffer()
+        self.concept_changes = ConceptChanges()
+        self._concept_waits: list[tuple[ConceptJob, Future, float]] = []
+        self._stuck_workers: list[InferenceWorker] = []  # stop() timed out on these
         self._entities: list = []
         self._topics: dict[str, tuple[str, str]] = {}  # resolved camera -> (parameter, detections)
         self._graph_pub = self._concepts_pub = None
@@ -65,14 +81,20 @@ class PerceptionNode(LifecycleNode):
         # Diagnostics exist in every state, so a failed configure is visible as ERROR. They run
         # on the steady clock: a paused or reset simulation must not silence them.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(
-            self.p("diagnostics_period_s"),
-            self._publish_diagnostics,
-            clock=Clock(clock_type=ClockType.STEADY_TIME),
-        )
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.p("diagnostics_period_s"), self._on_diagnostics_timer, clock=steady)
+        # Concept jobs finish on the worker thread; it wakes the executor through this.
+        self._concepts_done = self.create_guard_condition(self._on_concepts_done)
+        self.create_timer(0.1, self._on_concepts_done, clock=steady)  # set_concepts timeouts
 
     def p(self, name: str):
-        return self.get_parameter(name).value
+        """A parameter's value; `[]` in a params file leaves an array untyped, read as []."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            if name in _ARRAY_PARAMS:
+                return []
+            raise
 
     # ---- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -91,9 +113,9 @@ class PerceptionNode(LifecycleNode):
             config = build_predictor_config(self)
             self.predictor = SGClipPredictor(self.choice.backend, concepts, config)
         except (ModelFileError, ConceptError, ValueError, OSError, RuntimeError) as exc:
-            self.error = f"configure failed: {exc}"
-            self.get_logger().error(self.error)
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - still a reason in the log and /diagnostics
+            return self._configure_failed(f"{type(exc).__name__}: {exc}")
         for reason in self.choice.fallbacks:
             self.get_logger().warning(f"backend fallback: {reason}")
         if self.choice.untrained:
@@ -109,19 +131,33 @@ class PerceptionNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        self.error = f"configure failed: {reason}"
+        self.get_logger().error(self.error)
+        return TransitionCallbackReturn.FAILURE
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stuck_workers = [w for w in self._stuck_workers if w.alive]
+        if self._stuck_workers:
+            self.error = "activate refused: the previous inference thread is still running"
+            self.get_logger().error(self.error)
+            return TransitionCallbackReturn.FAILURE
+        self.error = ""
         topics = self._topics
         cameras = list(topics)
         hooks = WorkerHooks(
-            self._to_rgb, self._publish_graph, self._now_ns, warn=self._warn_throttled
+            self._to_rgb,
+            self._publish_graph,
+            self._now_ns,
+            warn=self._warn_throttled,
+            error=self.get_logger().error,
         )
         self.worker = InferenceWorker(
             self.predictor,
             hooks,
             self.drops,
-            self._detections,
             frozenset(c for c, (_, det) in topics.items() if det),
-            self.p("detection_wait_s"),
+            worker_settings({name: self.p(name) for name in _WORKER_PARAMS}),
         )
         self._graph_pub = self.create_publisher(SceneGraph, "scene_graph", 10)
         latched = QoSProfile(
@@ -130,7 +166,16 @@ class PerceptionNode(LifecycleNode):
             reliability=ReliabilityPolicy.RELIABLE,
         )
         self._concepts_pub = self.create_publisher(ConceptLists, "active_concepts", latched)
-        self._entities = [self.create_service(SetConcepts, "set_concepts", self._on_set_concepts)]
+        # Its own group: while a request awaits its encode, the default group (images, timers,
+        # the guard that completes it) must keep running on the single-threaded executor.
+        self._entities = [
+            self.create_service(
+                SetConcepts,
+                "set_concepts",
+                self._on_set_concepts,
+                callback_group=ReentrantCallbackGroup(),
+            )
+        ]
         self._subscribe(topics)
         # Created up front (publishing stays optional) so subscribers discover them early.
         self._annotated_pubs = {
@@ -142,8 +187,7 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.worker is not None:
-            self.worker.stop()
+        self._stop_worker()
         for entity in self._entities:
             self._destroy(entity)
         for pub in [self._graph_pub, self._concepts_pub, *self._annotated_pubs.values()]:
@@ -152,7 +196,6 @@ class PerceptionNode(LifecycleNode):
         self._entities, self._annotated_pubs = [], {}
         self._graph_pub = self._concepts_pub = None
         self._stamp_guards.clear()
-        self._detections.clear()
         if self.predictor is not None:
             self.predictor.reset()
         return TransitionCallbackReturn.SUCCESS
@@ -163,9 +206,15 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.worker is not None:
-            self.worker.stop()
+        self._stop_worker()
         return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        """Stop the inference thread; one that does not stop is reported and remembered, so
+        activate never starts a second thread on the same predictor."""
+        if self.worker is not None and not self.worker.stop():
+            self._stuck_workers.append(self.worker)
+            self.error = "the inference thread did not stop"
 
     def _destroy(self, entity) -> None:
         if hasattr(entity, "srv_type"):
@@ -180,7 +229,9 @@ class PerceptionNode(LifecycleNode):
         The resolved name (namespace and remappings applied) is the camera's identity: it picks
         Image or CompressedImage, names the camera in every SceneGraph and in /diagnostics."""
         cameras = [c for c in self.p("cameras") if c]
-        detections = [d for d in self.p("detections")]
+        if not cameras:
+            raise ValueError("cameras: no camera topic given")
+        detections = list(self.p("detections"))
         detections = (detections + [""] * len(cameras))[: len(cameras)]
         topics = {}
         for camera, det in zip(cameras, detections):
@@ -219,22 +270,25 @@ class PerceptionNode(LifecycleNode):
         from vision_msgs.msg import Detection2DArray  # only needed when detections are used
 
         def on_detections(msg) -> None:
-            self._detections.add(
-                camera, ns_from_time(msg.header.stamp), regions_from_detections(msg)
-            )
-            self.worker.slots.wake()
+            stamp = ns_from_time(msg.header.stamp)
+            self.worker.add_detections(camera, stamp, regions_from_detections(msg))
 
         return self.create_subscription(Detection2DArray, topic, on_detections, 10)
 
     def _on_image(self, camera: str, msg) -> None:
         now = self._now_ns()
+        # How long after its stamp the callback ran: transport plus any executor stall (a
+        # blocking callback would show here). Meaningful when the camera stamps with this clock.
+        age_ms = (now - ns_from_time(msg.header.stamp)) / 1e6
+        if math.isfinite(age_ms) and 0 <= age_ms < 60_000:
+            self.callback_ms.add(age_ms)
         self.rates.tick(camera, now)
         self.received[camera] = self.received.get(camera, 0) + 1
         guard = self._stamp_guards[camera]
         if guard.observe_clock(now):
             self.drops.add(camera, "clock_jump")
             self._warn_throttled(f"{camera}: the clock jumped backwards; window cleared")
-            self.worker.queue_change(lambda pred, cam=camera: pred.reset(cam))
+            self.worker.reset_camera(camera)
         stamp = ns_from_time(msg.header.stamp)
         try:
             precheck(msg, self.p("max_pixels"))
@@ -252,8 +306,11 @@ class PerceptionNode(LifecycleNode):
 
     # ---- outputs --------------------------------------------------------------------------
     def _publish_graph(self, camera: str, graph, rgb) -> None:
-        self._graph_pub.publish(scene_graph_to_msg(graph))
-        if self.p("publish_annotated"):
+        pub = self._graph_pub
+        if pub is None:  # deactivated while the worker was finishing this graph
+            return
+        pub.publish(scene_graph_to_msg(graph))
+        if self.p("publish_annotated") and camera in self._annotated_pubs:
             from sgclip_ros.core.annotate import draw_scene_graph
             from sgclip_ros.ros.image_conversion import rgb_to_image_msg
 
@@ -272,9 +329,10 @@ class PerceptionNode(LifecycleNode):
             return "annotated_image"
         return annotated_topic_for(camera)
 
-    def _publish_concepts(self) -> None:
+    def _publish_concepts(self) -> bool:
+        """Publish the active lists on active_concepts (latched); False while inactive."""
         if self._concepts_pub is None or self.predictor is None:
-            return
+            return False
         c = self.predictor.concepts
         msg = ConceptLists(
             concepts_id=c.concepts_id,
@@ -286,12 +344,18 @@ class PerceptionNode(LifecycleNode):
         )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._concepts_pub.publish(msg)
+        self._published_id = c.concepts_id
+        return True
 
-    def _publish_diagnostics(self) -> None:
+    def _on_diagnostics_timer(self) -> None:
+        """Publish /diagnostics; then restart an inference thread that died (ERROR first)."""
         from sgclip_ros.ros.diagnostics import diagnostics_msg
 
         status = status_snapshot(self)
         self._diag_pub.publish(diagnostics_msg(status, self.get_clock().now().to_msg()))
+        worker = self.worker
+        if worker is not None and worker.running and not worker.alive:
+            worker.restart()
 
     # ---- concepts and parameters ----------------------------------------------------------
     def _load_concepts_file(self, path: str) -> ConceptSet:
@@ -299,14 +363,42 @@ class PerceptionNode(LifecycleNode):
         self._concepts_source = str(path)
         return concepts
 
-    def _activate_concepts(self, concepts: ConceptSet, source: str) -> str:
-        concepts_id = self.predictor.set_concepts(concepts)  # one text encode, done here
-        self._concepts_source = source
-        self._publish_concepts()
-        self.get_logger().info(f"concepts {concepts_id} from {source} active from the next window")
-        return concepts_id
+    def request_concepts(self, concepts: ConceptSet, source: str) -> ConceptJob:
+        """Queue a concept change for the inference thread; raises RateLimited on a flood."""
+        job, new = self.concept_changes.request(
+            concepts, source, self.predictor.concepts.concepts_id
+        )
+        if new:
+            self.queue_predictor_change(lambda pred: self._run_concept_job(pred, job))
+        return job
 
-    def _on_set_concepts(self, request, response):
+    def _run_concept_job(self, predictor: SGClipPredictor, job: ConceptJob) -> None:
+        """The text encode, off the executor (on the worker thread when one runs)."""
+        try:
+            predictor.set_concepts(job.concepts)
+        except Exception as exc:  # noqa: BLE001 - reported to the requester, never fatal
+            self.concept_changes.finished(job, f"{type(exc).__name__}: {exc}")
+        else:
+            self._concepts_source = job.source
+            self.concept_changes.finished(job)
+        self._concepts_done.trigger()
+
+    def _on_concepts_done(self) -> None:
+        """On the executor: publish newly active lists and answer waiting set_concepts."""
+        if self.predictor is not None and self.predictor.concepts.concepts_id != self._published_id:
+            if self._publish_concepts():
+                self.get_logger().info(
+                    f"concepts {self._published_id} from {self._concepts_source} active"
+                )
+        now, waits = time.monotonic(), []
+        for job, future, deadline in self._concept_waits:
+            if job.done.is_set() or now >= deadline:
+                future.set_result(job.done.is_set())
+            else:
+                waits.append((job, future, deadline))
+        self._concept_waits = waits
+
+    async def _on_set_concepts(self, request, response):
         if self.predictor is None:
             response.success, response.message = False, "node is not configured"
             return response
@@ -318,15 +410,29 @@ class PerceptionNode(LifecycleNode):
                 pairs_of_interest=(),
                 source="set_concepts",
             )
-            response.concepts_id = self._activate_concepts(concepts, "set_concepts")
-        except ConceptError as exc:
+            job = self.request_concepts(concepts, "set_concepts")
+        except (ConceptError, RateLimited) as exc:
             response.success, response.message = False, str(exc)
             return response
-        response.success = True
-        response.message = (
-            f"{len(concepts.categories)} categories, {len(concepts.unary)} unary, "
-            f"{len(concepts.binary)} binary"
-        )
+        if not job.done.is_set():
+            future = Future()
+            self._concept_waits.append((job, future, time.monotonic() + SET_CONCEPTS_TIMEOUT_S))
+            await future
+        response.concepts_id = concepts.concepts_id
+        if not job.done.is_set():
+            response.success = False
+            response.message = (
+                f"still encoding after {SET_CONCEPTS_TIMEOUT_S:g} s; the lists become active "
+                "when it finishes (watch active_concepts)"
+            )
+        elif job.error:
+            response.success, response.message = False, job.error
+        else:
+            response.success = True
+            response.message = (
+                f"{len(concepts.categories)} categories, {len(concepts.unary)} unary, "
+                f"{len(concepts.binary)} binary"
+            )
         return response
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -335,39 +441,23 @@ class PerceptionNode(LifecycleNode):
             problem = spec.check(param.value) if spec else None
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
-        if self.predictor is None:
+        if self.predictor is None:  # not configured: configure reads the new values
             return SetParametersResult(successful=True)
-        return self._apply_live(params)
-
-    def _apply_live(self, params) -> SetParametersResult:
-        values = {p.name: p.value for p in params}
-        if "concepts_file" in values:
-            try:
-                concepts = load_concepts(resolve_share_path(values["concepts_file"]))
-            except ConceptError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
-            self._activate_concepts(concepts, values["concepts_file"])
-        current = {name: self.p(name) for name in _LIVE_WINDOW | _LIVE_GRAPH}
-        current.update(values)
         try:
-            window = window_config(current)
-        except ValueError as exc:
+            apply_live(self, {p.name: p.value for p in params if p.name in SPECS})
+        except (LiveChangeRefused, RateLimited) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if _LIVE_WINDOW & values.keys():
-            self._queue(lambda pred: pred.set_window_config(window))
-        if _LIVE_GRAPH & values.keys():
-            settings = graph_settings(current)
-            self._queue(lambda pred: pred.set_graph_settings(settings))
-        if "max_objects" in values:
-            self._queue(lambda pred, n=values["max_objects"]: pred.set_max_objects(n))
         return SetParametersResult(successful=True)
 
-    def _queue(self, change) -> None:
+    def queue_predictor_change(self, change) -> None:
         """Apply a predictor change between batches (or now, when no worker runs)."""
-        if self.worker is not None:
+        if self.worker is not None and self.worker.running:
             self.worker.queue_change(change)
         else:
             change(self.predictor)
+
+    def stamp_guards(self) -> list[StampGuard]:
+        return list(self._stamp_guards.values())
 
     # ---- helpers --------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -375,6 +465,10 @@ class PerceptionNode(LifecycleNode):
 
     def _warn_throttled(self, text: str) -> None:
         self.get_logger().warning(text, throttle_duration_sec=1.0)
+
+
+_ARRAY_PARAMS = frozenset({"cameras", "detections"})
+_WORKER_PARAMS = ("detection_wait_s", "detection_stamp_tolerance_s", "detection_image_size")
 
 
 def _check_detections_available(detection_topics: list[str]) -> None:
@@ -396,8 +490,7 @@ def _free_device_memory() -> None:
 
 
 def _stop_worker(node: PerceptionNode) -> None:
-    if node.worker is not None:
-        node.worker.stop()
+    node._stop_worker()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from sgclip_ros.core.graph_builder import GraphSettings
+from sgclip_ros.core.health import stalled_for
 from sgclip_ros.core.predictor import PredictorConfig
 from sgclip_ros.core.window import WindowConfig
+from sgclip_ros.ros.inference_worker import WorkerSettings
 
 
 def window_config(values: dict) -> WindowConfig:
@@ -25,6 +30,16 @@ def graph_settings(values: dict) -> GraphSettings:
     )
 
 
+def worker_settings(values: dict) -> WorkerSettings:
+    """The worker's detection settings from parameter values."""
+    width, height = (int(v) for v in values["detection_image_size"])
+    return WorkerSettings(
+        detection_wait_s=float(values["detection_wait_s"]),
+        detection_stamp_tolerance_s=float(values["detection_stamp_tolerance_s"]),
+        detection_image_size=(width, height),
+    )
+
+
 def build_predictor_config(node) -> PredictorConfig:
     """The predictor configuration from a node's current parameters."""
     names = (
@@ -40,6 +55,7 @@ def build_predictor_config(node) -> PredictorConfig:
         window=window_config(values),
         graph=graph_settings(values),
         max_objects=int(node.p("max_objects")),
+        max_crops_per_frame=int(node.p("max_crops_per_frame")),
         preprocess=node.p("preprocess"),
     )
 
@@ -73,9 +89,32 @@ def status_snapshot(node):
         status.concepts_id = node.predictor.concepts.concepts_id
     if worker is not None:
         status.pending, status.max_pending = worker.pending, worker.max_pending
+        _worker_health(status, worker, node.p("window_stride"))
+    if node.predictor is not None:
+        status.pairs_capped = node.predictor.stats.encode.pairs_capped
+    status.concept_changes = vars(node.concept_changes.counts).copy()
+    # Per reporting period: a stall shows in the period it happened, not for minutes after.
+    status.callback_p99_ms, status.callback_max_ms = node.callback_ms.p99(), node.callback_ms.max()
+    node.callback_ms.clear()
     if worker is not None and len(worker.latency):
         status.model_p50_ms = worker.model_ms.p50()
         status.latency_p50_ms = worker.latency.p50()
         status.latency_p99_ms = worker.latency.p99()
         status.latency_mean_ms = worker.latency.mean()
     return status
+
+
+def _worker_health(status, worker, stride: int) -> None:
+    health = worker.health
+    if health.not_stopped:
+        status.worker_state = "not stopped"
+    elif worker.running:
+        status.worker_state = "running" if worker.alive else f"dead: {health.died or 'ended'}"
+    status.worker_restarts, status.worker_errors = health.restarts, health.errors
+    status.last_worker_error = health.last_error
+    status.detections_unmatched = sum(worker.pairing.stats.detections_unmatched.values())
+    if worker.running:
+        input_hz = max((c.input_hz for c in status.cameras), default=0.0)
+        since = (time.monotonic_ns() - health.last_graph_mono_ns) / 1e9
+        model_s = worker.model_ms.p50() / 1e3 if len(worker.model_ms) else math.nan
+        status.stalled_s = stalled_for(since, input_hz, int(stride), model_s)

@@ -46,6 +46,7 @@ from sgclip_ros.ros.planner_io import (
 )
 from sgclip_ros.ros.planner_params import (
     SPECS,
+    api_key_env_problem,
     breaker_from,
     llm_config_from,
     load_actions,
@@ -107,13 +108,12 @@ class PlannerNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             values = self._values()
+            # First, and never echoed: a key pasted here by mistake must not reach the log.
+            problem = api_key_env_problem(values["api_key_env"])
+            if problem:
+                raise ValueError(problem)
             actions = load_actions(values)
             config = llm_config_from(values)
-            if not valid_env_name(values["api_key_env"]):
-                # Never echo it: a key pasted here by mistake must not reach the log.
-                raise ValueError(
-                    "api_key_env must be an environment variable NAME, e.g. OPENAI_API_KEY"
-                )
             key = api_key_from_env(values["api_key_env"])
             self.llm = ChatClient(config, key, breaker_from(values)) if config else None
         except (ActionSetError, LLMError, ValueError, OSError) as exc:

@@ -252,8 +252,8 @@ def _bounds(where: str, kind: str, body: Mapping) -> dict[str, Any]:
     if kind in ("number", "integer"):
         low, high = body.get("min"), body.get("max")
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-        if not numbers or not (math.isfinite(low) and math.isfinite(high)) or low > high:
-            raise ActionSetError(f"{where}: numbers need finite 'min' <= 'max'")
+        if not numbers or not (_finite(low) and _finite(high)) or low > high:
+            raise ActionSetError(f"{where}: numbers need finite 'min' <= 'max' (float range)")
         return {"min": low, "max": high}
     if kind == "string":
         enum = body.get("enum") or ()
@@ -269,6 +269,13 @@ def _bounds(where: str, kind: str, body: Mapping) -> dict[str, Any]:
     if extra:
         raise ActionSetError(f"{where}: {sorted(extra)} do not apply to type {kind}")
     return {}
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range (YAML allows any length)
+        return False
 
 
 def _no_unknown(where: str, body: Mapping, allowed: set[str]) -> None:

@@ -8,6 +8,7 @@ duplicate keys (the parser would silently keep one of them), too deep or too lar
 from __future__ import annotations
 
 import json
+import math
 
 MAX_TEXT_CHARS = 65536  # more text than any sane action reply; bounds the scan below
 MAX_STARTS = 256  # '{' positions tried: bounds the work on adversarial input
@@ -30,15 +31,26 @@ def _reject_constant(name: str):
     raise ExtractionError(f"{name} is not valid JSON")  # Python's json accepts NaN/Infinity
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400: Python's json turns it into inf
+        raise ExtractionError(f"the number {text[:20]} is out of the range of a float")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+)
 
 
 def _depth(value, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max([level] + [_depth(v, level + 1) for v in value.values()])
-    if isinstance(value, list):
-        return max([level] + [_depth(v, level + 1) for v in value])
-    return level - 1
+    """Nesting depth of ``value``, counted no further than MAX_DEPTH + 1 (bounded recursion)."""
+    if not isinstance(value, (dict, list)):
+        return level - 1
+    if level > MAX_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value
+    return max([level] + [_depth(v, level + 1) for v in children])
 
 
 def _region_end(text: str, start: int) -> int:
@@ -101,8 +113,9 @@ def extract_json_object(text: str) -> dict:
     if not objects:
         hint = " (truncated?)" if "{" in text else ""
         raise ExtractionError(f"no complete JSON object in the reply{hint}")
+    # Depth first: comparing two deeply nested objects would overflow the stack.
+    if any(_depth(o) > MAX_DEPTH for o in objects):
+        raise ExtractionError(f"the JSON object is nested deeper than {MAX_DEPTH} levels")
     if any(o != objects[0] for o in objects[1:]):
         raise ExtractionError(f"{len(objects)} different JSON objects in the reply (ambiguous)")
-    if _depth(objects[0]) > MAX_DEPTH:
-        raise ExtractionError(f"the JSON object is nested deeper than {MAX_DEPTH} levels")
     return objects[0]

@@ -59,9 +59,15 @@ class _Endpoint:
     path: str
 
 
+# Upper case only, on purpose: API keys (gsk_..., hf_..., AIza..., sk-...) contain lower case or
+# dashes, so a key pasted where the variable's NAME belongs is refused, never echoed or logged.
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+ENV_NAME_RULE = "an environment variable NAME of A-Z, 0-9 and _ (e.g. OPENAI_API_KEY)"
+
+
 def valid_env_name(name: str) -> bool:
-    """True for a plausible environment variable name ("" allowed: no key)."""
-    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name) is not None or name == ""
+    """True for a name matching ``^[A-Z_][A-Z0-9_]*$``, at most 128 long ("" allowed: no key)."""
+    return isinstance(name, str) and (name == "" or _ENV_NAME.fullmatch(name) is not None)
 
 
 def api_key_from_env(var_name: str) -> str | None:
@@ -258,8 +264,12 @@ class ChatClient:
                 f"HTTP 429 rate limited: {self._excerpt(body)}",
                 retry_after=_retry_after(headers.get("Retry-After")),
             )
-        if status >= 500:
-            raise LLMError("server_error", f"HTTP {status}: {self._excerpt(body)}")
+        if status >= 500:  # a 503 may say when to come back, like a 429
+            raise LLMError(
+                "server_error",
+                f"HTTP {status}: {self._excerpt(body)}",
+                retry_after=_retry_after(headers.get("Retry-After")),
+            )
         if not 200 <= status < 300:
             raise LLMError("http_error", f"HTTP {status}: {self._excerpt(body)}")
         try:

@@ -8,6 +8,7 @@ the descriptor classes come from rcl_interfaces.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,16 +16,22 @@ import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 PACKAGE = "sgclip_ros"
+# The worst allowed pair-crop count per frame; bench/crop_memory.py measures its peak memory.
+MAX_CROPS_PER_FRAME = 1024
 
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One parameter: read-only (rclpy refuses to set it after start), or live (the node's
+    on-set callback applies it while running)."""
+
     name: str
     description: str
     read_only: bool = False
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    validator: Callable[[object], str | None] | None = None  # for values ranges cannot say
 
     def descriptor(self, value) -> ParameterDescriptor:
         """A ParameterDescriptor with this spec's range (typed after the default value)."""
@@ -41,58 +48,100 @@ class ParamSpec:
                 ]
         return desc
 
+    @property
+    def live(self) -> bool:
+        return not self.read_only
+
     def check(self, value) -> str | None:
         """Why ``value`` is not acceptable, or None (ranges are also enforced by rclpy)."""
         if self.choices and value not in self.choices:
             return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-        return None
+        if self.low is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not self.low <= value <= self.high:
+                return f"{self.name} must be in [{self.low:g}, {self.high:g}], got {value!r}"
+        return self.validator(value) if self.validator else None
+
+
+def live(name: str, description: str, **fields) -> ParamSpec:
+    """A parameter the node applies while running (`ros2 param set`)."""
+    return ParamSpec(name, description, read_only=False, **fields)
+
+
+def fixed(name: str, description: str, **fields) -> ParamSpec:
+    """A parameter read once, at configure or activate (read-only)."""
+    return ParamSpec(name, description, read_only=True, **fields)
+
+
+def _image_size(value) -> str | None:
+    try:  # rclpy hands integer arrays over as array.array
+        values = [int(v) for v in value]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or any(not 0 <= v <= 100_000 for v in values):
+        return (
+            "detection_image_size must be [width, height] in pixels ([0, 0]: the image's), "
+            f"got {value!r}"
+        )
+    if (values[0] == 0) != (values[1] == 0):
+        return f"detection_image_size needs both width and height (or both 0), got {list(values)}"
+    return None
 
 
 PERCEPTION_PARAMS = (
-    ParamSpec("autostart", "Configure and activate at start-up.", read_only=True),
-    ParamSpec(
+    fixed("autostart", "Configure and activate at start-up."),
+    fixed(
         "cameras",
         "Camera topics (relative: in the node namespace); resolved '.../compressed' = "
         "CompressedImage.",
-        read_only=True,
     ),
-    ParamSpec("detections", "Detection2DArray topic per camera ('' = built-in).", read_only=True),
-    ParamSpec("detection_wait_s", "Seconds a frame waits for its detections.", low=0.0, high=5.0),
-    ParamSpec(
+    fixed("detections", "Detection2DArray topic per camera ('' = built-in)."),
+    live("detection_wait_s", "Seconds a frame waits for its detections.", low=0.0, high=5.0),
+    live(
+        "detection_stamp_tolerance_s",
+        "Pair a detection set with the nearest frame within this many seconds (0 = exact).",
+        low=0.0,
+        high=1.0,
+    ),
+    live(
+        "detection_image_size",
+        "[width, height] the detector's boxes refer to ([0, 0] = the image's own size).",
+        validator=_image_size,
+    ),
+    fixed(
         "reliability",
         "Image subscription reliability.",
-        read_only=True,
         choices=("best_effort", "reliable"),
     ),
-    ParamSpec("qos_depth", "Image subscription queue depth.", read_only=True, low=1, high=100),
-    ParamSpec("max_pixels", "Largest accepted width*height.", low=1, high=200_000_000),
-    ParamSpec("max_stamp_age_s", "Stale-frame limit in seconds (0 = off).", low=0.0, high=3600.0),
-    ParamSpec("max_stamp_future_s", "Future-stamp limit in seconds.", low=0.0, high=3600.0),
-    ParamSpec(
-        "model_root", "Folder all model paths must stay in ('' = package models/).", read_only=True
-    ),
-    ParamSpec("model_dir", "Model folder relative to model_root.", read_only=True),
-    ParamSpec(
+    fixed("qos_depth", "Image subscription queue depth.", low=1, high=100),
+    live("max_pixels", "Largest accepted width*height.", low=1, high=200_000_000),
+    live("max_stamp_age_s", "Stale-frame limit in seconds (0 = off).", low=0.0, high=3600.0),
+    live("max_stamp_future_s", "Future-stamp limit in seconds.", low=0.0, high=3600.0),
+    fixed("model_root", "Folder all model paths must stay in ('' = package models/)."),
+    fixed("model_dir", "Model folder relative to model_root."),
+    fixed(
         "backend",
         "Inference backend.",
-        read_only=True,
         choices=("auto", "tensorrt", "onnxruntime", "aoti", "torch"),
     ),
-    ParamSpec("device", "auto, cpu, cuda or cuda:N.", read_only=True),
-    ParamSpec("preprocess", "Crop preprocessing.", read_only=True, choices=("exact", "fast")),
-    ParamSpec("concepts_file", "Concept list YAML (relative: in the package share)."),
-    ParamSpec("window_size", "Frames per window.", low=1, high=64),
-    ParamSpec("window_stride", "New frames between scene graphs.", low=1, high=64),
-    ParamSpec("window_max_age_s", "Max frame age in the window (0 = off).", low=0.0, high=3600.0),
-    ParamSpec("max_objects", "Most objects scored per frame.", low=1, high=64),
-    ParamSpec("attribute_threshold", "Attribute holds at this score.", low=0.0, high=1.0),
-    ParamSpec("relation_threshold", "Relation holds at this score.", low=0.0, high=1.0),
-    ParamSpec("top_k_labels", "Category candidates per object.", low=1, high=20),
-    ParamSpec("publish_annotated", "Publish annotated images."),
-    ParamSpec("annotated_relations", "Relations drawn on annotated images.", low=0, high=50),
-    ParamSpec(
-        "diagnostics_period_s", "Seconds between diagnostics.", read_only=True, low=0.1, high=60.0
+    fixed("device", "auto, cpu, cuda or cuda:N."),
+    fixed("preprocess", "Crop preprocessing.", choices=("exact", "fast")),
+    live("concepts_file", "Concept list YAML (relative: in the package share)."),
+    live("window_size", "Frames per window.", low=1, high=64),
+    live("window_stride", "New frames between scene graphs.", low=1, high=64),
+    live("window_max_age_s", "Max frame age in the window (0 = off).", low=0.0, high=3600.0),
+    live("max_objects", "Most objects scored per frame.", low=1, high=64),
+    live(
+        "max_crops_per_frame",
+        "Most object-pair crops encoded per frame (the most confident pairs are kept).",
+        low=1,
+        high=MAX_CROPS_PER_FRAME,
     ),
+    live("attribute_threshold", "Attribute holds at this score.", low=0.0, high=1.0),
+    live("relation_threshold", "Relation holds at this score.", low=0.0, high=1.0),
+    live("top_k_labels", "Category candidates per object.", low=1, high=20),
+    live("publish_annotated", "Publish annotated images."),
+    live("annotated_relations", "Relations drawn on annotated images.", low=0, high=50),
+    fixed("diagnostics_period_s", "Seconds between diagnostics.", low=0.1, high=60.0),
 )
 SPECS = {p.name: p for p in PERCEPTION_PARAMS}
 

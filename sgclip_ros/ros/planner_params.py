@@ -7,6 +7,7 @@ ROS-free planner configuration; no rclpy import.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,34 @@ import yaml
 from sgclip_ros.planner.actions import ActionSet, ActionSetError, load_action_set
 from sgclip_ros.planner.breaker import CircuitBreaker
 from sgclip_ros.planner.core import PlannerSettings
-from sgclip_ros.planner.llm_client import LLMConfig
+from sgclip_ros.planner.llm_client import ENV_NAME_RULE, LLMConfig, valid_env_name
 from sgclip_ros.ros.params import ParamSpec, load_defaults, resolve_share_path, share_dir
+
+
+def api_key_env_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable ``api_key_env``, or None. Never quotes the value: it may be
+    the key itself, pasted into the wrong field."""
+    if valid_env_name(value):
+        return None
+    return f"api_key_env must be {ENV_NAME_RULE}; the value given is not shown"
+
+
+@dataclass(frozen=True)
+class _EnvNameSpec(ParamSpec):
+    """A parameter holding an environment variable name (checked at configure and when set)."""
+
+    def check(self, value) -> str | None:
+        return api_key_env_problem(value)
+
 
 P = ParamSpec
 PLANNER_PARAMS = (
     P("autostart", "Configure and activate at start-up.", read_only=True),
     P("base_url", "OpenAI-compatible API base URL ('' = dry run).", read_only=True),
     P("model", "Model name sent to the API.", read_only=True),
-    P("api_key_env", "NAME of the environment variable holding the API key.", read_only=True),
+    _EnvNameSpec(
+        "api_key_env", "NAME of the environment variable holding the API key.", read_only=True
+    ),
     P("timeout_s", "Seconds per LLM call, retries included.", read_only=True, low=0.1, high=120.0),
     P("max_retries", "Retries on connection errors, 429, 5xx.", read_only=True, low=0, high=10),
     P("backoff_s", "First retry delay (doubles).", read_only=True, low=0.0, high=30.0),
@@ -129,6 +149,9 @@ def _actions_section(path: Path) -> Any:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ActionSetError(f"{path}: cannot read the action set: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        # safe_load's constructors raise these on values like `2001-13-01` or `!!bool maybe`
+        raise ActionSetError(f"{path}: invalid YAML: {type(exc).__name__}: {exc}") from None
     if isinstance(doc, dict) and "actions" in doc:
         return doc["actions"]
     for section in (doc or {}).values() if isinstance(doc, dict) else ():

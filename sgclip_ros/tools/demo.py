@@ -7,16 +7,17 @@ listener, as processes.
 Needs no camera, GPU, network or LLM. Config and models come from the package share folder
 (`sgclip_ros.ros.params.share_dir()`: share/sgclip_ros when installed, else the source tree).
 Writes `--out` (relative to the current directory): annotated frames (PNG), a contact sheet and
-the scene graphs as JSONL. Uses models/shapes_default when it exists, else a clearly labelled
-untrained tiny model. The child processes run this interpreter on the same copy of sgclip_ros
-as the demo itself (source tree or install space), from inside the output folder.
+the scene graphs as JSONL. An earlier demo output there (it carries a `.sgclip_demo_out` file) is
+replaced; any other non-empty folder is refused and left alone. Uses models/shapes_default when
+it exists, else a clearly labelled untrained tiny model. The child processes run this
+interpreter on the same copy of sgclip_ros as the demo itself (source tree or install space),
+from inside the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,12 +27,14 @@ import yaml
 
 import sgclip_ros
 from sgclip_ros.ros.params import load_defaults, share_dir
+from sgclip_ros.tools.out_dir import prepare_out_dir
 from sgclip_ros.tools.procs import ros_env, start_module, stop
 
 DEFAULT_MODEL = "shapes_default"
 UNTRAINED = "untrained-tiny"
-# Files a demo run leaves in --out: only such a folder (or an empty one) is cleared for a new run.
-_DEMO_FILES = ("params.yaml", "scene_graphs.jsonl", "frames", "contact_sheet.png")
+# Written into every --out the demo creates: only such a folder (or an empty one) is cleared
+# for a new run, never one that merely holds files with the demo's names.
+MARKER = ".sgclip_demo_out"
 
 
 def demo_params(out: Path, model_dir: str, share: Path) -> Path:
@@ -50,19 +53,8 @@ def demo_params(out: Path, model_dir: str, share: Path) -> Path:
 
 
 def prepare_out(out: Path) -> None:
-    """Create ``out`` empty; an earlier demo output there is replaced, anything else refused."""
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"--out {out}: exists and is not a folder")
-        entries = {p.name for p in out.iterdir()}
-        if entries and not entries <= set(_DEMO_FILES):
-            other = ", ".join(sorted(entries - set(_DEMO_FILES))[:5])
-            raise ValueError(
-                f"--out {out}: not empty and not a previous demo output (holds {other}); "
-                "choose another folder"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    """Create ``out`` empty (but for the marker); only an earlier demo output is replaced."""
+    prepare_out_dir(out, MARKER)
 
 
 def child_env(domain_id: int) -> dict[str, str]:
