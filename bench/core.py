@@ -10,7 +10,6 @@ new frame against the floor: one batched forward per tower of that frame's crops
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench import report
 from bench.reference import ReferenceForward
 from sgclip_ros.core.backend import TorchBackend
 from sgclip_ros.core.concepts import load_concepts
@@ -179,11 +179,7 @@ def main(argv=None) -> int:
     parser.add_argument("--windows", type=int, default=8, help="streaming windows to time")
     args = parser.parse_args(argv)
     result = run(args)
-    for key, value in result.items():
-        print(f"{key:36s} {value:.4g}" if isinstance(value, float) else f"{key:36s} {value}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    report(result, args.json, width=36)
     return 0
 
 

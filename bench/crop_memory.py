@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import psutil
 
+from bench import report
 from sgclip_ros.core import frame_encoder
 from sgclip_ros.core.backend import TorchBackend
 from sgclip_ros.core.backend_select import UNTRAINED_TINY, load_backend
@@ -153,11 +154,7 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args)))
         return 0
     result = run(args)
-    for key, value in result.items():
-        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    report(result, args.json, width=24)
     return 0
 
 

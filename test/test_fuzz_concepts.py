@@ -13,7 +13,8 @@ import unicodedata
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from fuzz_settings import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sgclip_ros.core.concepts import (
@@ -30,14 +31,7 @@ from sgclip_ros.core.concepts import (
 from sgclip_ros.core.temporal import TEMPORAL_PREDICATES
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# Reproducible in CI: the same examples every run, nothing written to a .hypothesis database.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(200)
 FIELDS = (
     "categories", "unary", "binary", "unary_mode", "binary_mode", "no_relation",
     "category_pooling", "top_k_pairs", "pairs_of_interest", "temporal", "name",

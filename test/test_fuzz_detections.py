@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from fuzz_settings import fuzz
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sgclip_ros.core.backend import TorchBackend
@@ -33,14 +34,7 @@ try:  # built by `make build`; the converter is duck-typed, so stand-ins serve w
 except ImportError:
     VISION_MSGS = None
 
-# Reproducible in CI: the same examples every run, nothing written to a .hypothesis database.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(200)
 SLOW = settings(FUZZ, max_examples=100)  # each example runs the tiny model on CPU
 TRACK_IDS = ["", "car7", "ped3", "car7 ", "7", "\u00e9t\u00e9"]  # few ids: duplicates happen
 maybe_junk = st.integers(0, 4).map(bool)  # True 4 times in 5

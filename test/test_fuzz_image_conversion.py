@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_settings import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -23,14 +24,7 @@ from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb, pre
 
 pytestmark = pytest.mark.ros  # needs the sensor_msgs message classes
 
-# Reproducible in CI: the same examples every run, nothing written to a .hypothesis database.
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(250)
 UINT32 = 2**32 - 1
 MAX_DATA = 200_000  # bytes of a generated buffer: keeps every example fast
 RAW_BPP = {"rgb8": 3, "bgr8": 3, "8uc3": 3, "rgba8": 4, "bgra8": 4, "8uc4": 4,

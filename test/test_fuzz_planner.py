@@ -14,7 +14,8 @@ import string
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from fuzz_settings import fuzz
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sgclip_ros.core.concepts import MAX_ENTRY_CHARS, ConceptSet
@@ -35,14 +36,7 @@ from sgclip_ros.planner.json_extract import (
 )
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# Reproducible in CI: the same examples every run, nothing written to a .hypothesis database.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(200)
 
 # ---- strategies ---------------------------------------------------------------------------
 scalars = (

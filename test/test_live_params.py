@@ -163,20 +163,22 @@ def test_max_objects(rig):
     assert len(graph.objects) == 1
 
 
+def _threshold_gates(rig, name: str, facts: str) -> None:
+    """At 0 every scored fact holds; at 1 (above any score) none does."""
+    graph = _graph_after_set(rig, name, 0.0, lambda g: len(getattr(g, facts)) > 0)
+    assert getattr(graph, facts)
+    graph = _graph_after_set(rig, name, 1.0, lambda g: not getattr(g, facts))
+    assert not getattr(graph, facts)
+
+
 @effect_of("attribute_threshold")
 def test_attribute_threshold(rig):
-    graph = _graph_after_set(rig, "attribute_threshold", 0.0, lambda g: len(g.attributes) > 0)
-    assert graph.attributes
-    graph = _graph_after_set(rig, "attribute_threshold", 1.0, lambda g: not g.attributes)
-    assert not graph.attributes
+    _threshold_gates(rig, "attribute_threshold", "attributes")
 
 
 @effect_of("relation_threshold")
 def test_relation_threshold(rig):
-    graph = _graph_after_set(rig, "relation_threshold", 0.0, lambda g: len(g.relations) > 0)
-    assert graph.relations
-    graph = _graph_after_set(rig, "relation_threshold", 1.0, lambda g: not g.relations)
-    assert not graph.relations
+    _threshold_gates(rig, "relation_threshold", "relations")
 
 
 @effect_of("top_k_labels")
