@@ -173,3 +173,22 @@ def test_cameras_from_meters_folds_counters_into_statuses():
     assert b.drops == {"step_mismatch": 1} and b.period_drops == {}
     assert abs(a.input_hz - 10.0) < 1e-9 and b.input_hz == 0.0
     assert a.frames_processed == 9 and b.frames_processed == 0
+
+
+def test_a_worker_is_stalled_after_ten_expected_periods_and_at_least_two_seconds():
+    from sgclip_ros.core.health import stalled_for
+
+    assert stalled_for(1.9, input_hz=30, stride=1, model_s=0.01) == 0.0  # floor of 2 s
+    assert stalled_for(2.5, input_hz=30, stride=1, model_s=0.01) == 2.5
+    assert stalled_for(2.5, input_hz=30, stride=1, model_s=0.5) == 0.0  # 10 x a 0.5 s model
+    assert stalled_for(5.1, input_hz=30, stride=1, model_s=0.5) == 5.1
+    assert stalled_for(9.0, input_hz=1, stride=1, model_s=float("nan")) == 0.0  # 10 x 1 Hz
+    assert stalled_for(60.0, input_hz=0.0, stride=1, model_s=0.01) == 0.0  # no frames: idle
+
+
+def test_a_dead_or_stalled_worker_is_error():
+    status = _status()
+    status.worker_state = "dead: MemoryError: out of memory"
+    assert node_level(status) == (Level.ERROR, "inference thread dead: MemoryError: out of memory")
+    status.worker_state, status.stalled_s = "running", 3.25
+    assert node_level(status) == (Level.ERROR, "no scene graph for 3.2 s while frames arrive")

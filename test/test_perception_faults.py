@@ -212,3 +212,27 @@ def test_stop_reports_a_thread_that_does_not_stop_and_activate_refuses_a_second(
     finally:
         release.set()
         feeder.stop()
+
+
+def test_no_graph_while_frames_arrive_turns_diagnostics_error_until_graphs_return(rig):
+    node, client, graphs, diags = rig
+    feeder = Feeder(client, [CAM_A])
+    try:
+        assert client.spin_until(lambda: _count(graphs) >= 3, 60)
+        predictor, real = node.node.predictor, node.node.predictor.add_frames
+
+        def always_fails(inputs):
+            raise RuntimeError("backend lost")
+
+        predictor.add_frames = always_fails
+
+        def stalled():
+            values = diag_values(diags, ": node")
+            return values.get("_level") == b"\x02" and "no scene graph for" in values["_message"]
+
+        assert client.spin_until(stalled, 15), diag_values(diags, ": node")
+        assert node.node.worker.alive  # stalled, not dead: errors are counted, not fatal
+        predictor.add_frames = real
+        assert client.spin_until(lambda: diag_values(diags, ": node").get("_level") != b"\x02", 15)
+    finally:
+        feeder.stop()
