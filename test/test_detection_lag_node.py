@@ -71,10 +71,10 @@ def test_a_lagging_detector_at_30_hz_gets_a_graph_per_detection_set(tmp_path, ro
         client.spin_for(1.5)  # one more diagnostics period after the last frame
     finally:
         client.close()
-        alive = proc.alive()
+        alive, log = proc.alive(), proc.log()
         proc.close()
-    assert alive, proc.log()
-    assert len(graphs) >= 0.9 * FRAMES, (len(graphs), proc.log()[-2000:])
+    assert alive, log
+    assert len(graphs) >= 0.9 * FRAMES, (len(graphs), log[-2000:])
     camera = diag_values(diags, f"camera {CAM}")
     drops = sum(int(v) for k, v in camera.items() if k.startswith("drops."))
     node = diag_values(diags, ": node")
