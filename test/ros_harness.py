@@ -74,6 +74,7 @@ class Client:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.received: dict[str, list] = {}
+        self._clients: dict = {}
 
     def subscribe(self, msg_type, topic: str, latched: bool = False) -> list:
         qos = QoSProfile(
@@ -103,14 +104,22 @@ class Client:
     def spin_for(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)
 
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        client = self.node.create_client(srv_type, name)
+    def call(self, srv_type, name: str, request, timeout: float = 30.0, attempts: int = 3):
+        """Call and wait for the answer. A new client's response reader can still be unmatched
+        when the server answers ("failed to send response (timeout)" in rmw_fastrtps), and
+        that answer is lost: the request is sent again, as a robot's client would retry."""
+        key = (srv_type, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        client = self._clients[key]
         if not self.spin_until(client.service_is_ready, timeout):
             raise TimeoutError(f"service {name} not available")
-        future = client.call_async(request)
-        if not self.spin_until(future.done, timeout):
-            raise TimeoutError(f"service {name} did not answer")
-        return future.result()
+        for _ in range(attempts):
+            future = client.call_async(request)
+            if self.spin_until(future.done, timeout / attempts):
+                return future.result()
+            client.remove_pending_request(future)
+        raise TimeoutError(f"service {name} did not answer {attempts} requests")
 
     def close(self) -> None:
         self.executor.shutdown()
