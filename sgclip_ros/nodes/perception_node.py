@@ -36,6 +36,8 @@ from sgclip_ros.msg import ConceptLists, SceneGraph
 from sgclip_ros.nodes.lifecycle_main import run_lifecycle_node
 from sgclip_ros.nodes.perception_live import LiveChangeRefused, apply_live
 from sgclip_ros.nodes.perception_setup import (
+    _check_detections_available,
+    _free_device_memory,
     build_predictor_config,
     status_snapshot,
     worker_settings,
@@ -469,24 +471,6 @@ class PerceptionNode(LifecycleNode):
 
 _ARRAY_PARAMS = frozenset({"cameras", "detections"})
 _WORKER_PARAMS = ("detection_wait_s", "detection_stamp_tolerance_s", "detection_image_size")
-
-
-def _check_detections_available(detection_topics: list[str]) -> None:
-    if any(detection_topics):
-        try:
-            import vision_msgs.msg  # noqa: F401
-        except ImportError as exc:
-            raise RuntimeError(
-                "detections topics are set but vision_msgs is not installed "
-                "(apt install ros-$ROS_DISTRO-vision-msgs), or clear `detections`"
-            ) from exc
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _stop_worker(node: PerceptionNode) -> None:

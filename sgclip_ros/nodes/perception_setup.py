@@ -118,3 +118,21 @@ def _worker_health(status, worker, stride: int) -> None:
         since = (time.monotonic_ns() - health.last_graph_mono_ns) / 1e9
         model_s = worker.model_ms.p50() / 1e3 if len(worker.model_ms) else math.nan
         status.stalled_s = stalled_for(since, input_hz, int(stride), model_s)
+
+
+def _check_detections_available(detection_topics: list[str]) -> None:
+    if any(detection_topics):
+        try:
+            import vision_msgs.msg  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "detections topics are set but vision_msgs is not installed "
+                "(apt install ros-$ROS_DISTRO-vision-msgs), or clear `detections`"
+            ) from exc
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
