@@ -29,7 +29,7 @@ def test_sample_graph_fills_every_message_field():
     from sgclip_ros.ros.conversions import scene_graph_to_msg
     from sgclip_ros.tools.sample_graph import sample_scene_graph
 
-    msg = scene_graph_to_msg(sample_scene_graph())
+    msg = scene_graph_to_msg(sample_scene_graph(positions=True))
     # frame index / first_frame 0 and do_rectify False are legitimate; everything else must be set.
     unset = [
         p
@@ -43,7 +43,7 @@ def test_round_trip_preserves_every_field():
     from sgclip_ros.ros.conversions import scene_graph_from_msg, scene_graph_to_msg
     from sgclip_ros.tools.sample_graph import sample_scene_graph
 
-    graph = sample_scene_graph(n_frames=6, seq=3)
+    graph = sample_scene_graph(n_frames=6, seq=3, positions=True)
     back = scene_graph_from_msg(scene_graph_to_msg(graph))
     assert back.to_dict() == graph.to_dict()
 
@@ -65,3 +65,32 @@ def test_boxes_become_clamped_integer_rois():
     roi = roi_from_box(Box(-3.4, 10.6, 20.2, 5.0))
     assert (roi.x_offset, roi.y_offset, roi.width, roi.height) == (0, 11, 20, 0)
     assert box_from_roi(roi_from_box(Box(1, 2, 30, 40))) == Box(1.0, 2.0, 30.0, 40.0)
+
+
+def test_a_graph_without_depth_converts_as_before():
+    """Subscribers that ignore the 3D fields see the same message; has_position is false."""
+    from sgclip_ros.ros.conversions import scene_graph_from_msg, scene_graph_to_msg
+    from sgclip_ros.tools.sample_graph import sample_scene_graph
+
+    graph = sample_scene_graph()
+    msg = scene_graph_to_msg(graph)
+    assert not any(o.has_position or o.has_velocity for o in msg.objects)
+    assert not any(ob.has_position for o in msg.objects for ob in o.observations)
+    back = scene_graph_from_msg(msg)
+    assert back.to_dict() == graph.to_dict()
+    assert all(o.position is None and o.velocity is None for o in back.objects)
+
+
+def test_old_json_without_3d_fields_still_loads():
+    """Graph JSON written before positions existed (bag runner / echo output) still parses."""
+    from sgclip_ros.core.scene_graph import SceneGraph
+    from sgclip_ros.tools.sample_graph import sample_scene_graph
+
+    data = sample_scene_graph().to_dict()
+    for obj in data["objects"]:
+        del obj["position"], obj["velocity"]
+        for ob in obj["observations"]:
+            for key in ("position", "extent_min", "extent_max", "depth_confidence"):
+                del ob[key]
+    graph = SceneGraph.from_dict(data)
+    assert graph.to_dict() == sample_scene_graph().to_dict()

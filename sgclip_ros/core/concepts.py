@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from sgclip_ros.core.concept_geometry import geometry_from_yaml, geometry_to_yaml
+from sgclip_ros.core.geometry import GeometrySettings
 from sgclip_ros.core.temporal import TEMPORAL_PREDICATES
 
 MAX_ENTRY_CHARS = 64
@@ -46,6 +48,7 @@ class ConceptSet:
     * ``top_k_pairs``: score only the k best ordered pairs (0 = every pair);
     * ``pairs_of_interest``: (subject category, object category) pairs to score (empty = all);
     * ``temporal``: track-level predicates from :data:`TEMPORAL_PREDICATES` to compute;
+    * ``geometry``: metric relations from aligned depth and their thresholds (None: none);
     * ``name``: free-text label, not part of :attr:`concepts_id`.
 
     Constructing one directly validates and normalises it (entries stripped, lists turned into
@@ -62,6 +65,7 @@ class ConceptSet:
     top_k_pairs: int = 0
     pairs_of_interest: tuple[tuple[str, str], ...] = ()
     temporal: tuple[str, ...] = ()
+    geometry: GeometrySettings | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -91,6 +95,8 @@ class ConceptSet:
             "top_k_pairs": self.top_k_pairs,
             "pairs_of_interest": [list(pair) for pair in self.pairs_of_interest],
             "temporal": list(self.temporal),
+            # Only when set, so the ids of sets without geometry stay what they were.
+            **({"geometry": geometry_to_yaml(self.geometry)} if self.geometry else {}),
             "name": self.name,
         }
 
@@ -185,6 +191,7 @@ def _normalised_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
         "top_k_pairs": _count(values["top_k_pairs"], "top_k_pairs", source),
         "pairs_of_interest": _pairs(values["pairs_of_interest"], categories, source),
         "temporal": _temporal(values["temporal"], source),
+        "geometry": _geometry(values["geometry"], source),
         "name": _name(values["name"], source),
     }
 
@@ -295,6 +302,13 @@ def _temporal(value: Any, source: str) -> tuple[str, ...]:
                 f"is not one of {', '.join(TEMPORAL_PREDICATES)}",
             )
     return names
+
+
+def _geometry(value: Any, source: str) -> GeometrySettings | None:
+    try:
+        return geometry_from_yaml(value)
+    except ValueError as exc:
+        raise _key_error(source, "geometry", str(exc).removeprefix("geometry: ")) from exc
 
 
 def _name(value: Any, source: str) -> str:

@@ -17,6 +17,7 @@ import torch
 from sgclip_ros.core import scoring
 from sgclip_ros.core.backend import EncoderBackend
 from sgclip_ros.core.crops import object_crops, pair_crops
+from sgclip_ros.core.geometry import Intrinsics, frame_geometry
 from sgclip_ros.core.graph_builder import ConceptTexts
 from sgclip_ros.core.preprocess import preprocess_crops
 from sgclip_ros.core.preprocess_fast import PREPROCESS_MODES, preprocess_crops_fast
@@ -29,13 +30,18 @@ from sgclip_ros.core.window import FrameRecord
 
 @dataclass
 class FrameInput:
-    """One camera frame: RGB uint8 HxWx3, stamp, optional regions (None: built-in proposer)."""
+    """One camera frame: RGB uint8 HxWx3, stamp, optional regions (None: built-in proposer).
+
+    ``depth``: the aligned depth image, float32 metres HxW like the image (NaN: no data), with
+    the colour camera's ``intrinsics``; objects then get 3D geometry."""
 
     camera: str
     image: np.ndarray
     stamp_ns: int
     regions: list[Region] | None = None
     frame_id: str = ""
+    depth: np.ndarray | None = None
+    intrinsics: Intrinsics | None = None
 
 
 @dataclass
@@ -94,6 +100,21 @@ def check_image(image: np.ndarray) -> None:
         raise ValueError(f"image must be HxWx3 with H, W > 0, got shape {image.shape}")
 
 
+def check_depth(depth: np.ndarray, intrinsics: Intrinsics, width: int, height: int) -> None:
+    """Raise ValueError unless depth is float HxW and the intrinsics are for a WxH image."""
+    if not isinstance(depth, np.ndarray) or depth.dtype.kind != "f" or depth.ndim != 2:
+        raise ValueError(
+            f"depth must be a float HxW array in metres, got {getattr(depth, 'dtype', type(depth))}"
+            f" of shape {getattr(depth, 'shape', None)}"
+        )
+    if depth.shape != (height, width):
+        h, w = depth.shape
+        raise ValueError(f"depth is {w}x{h}, the image is {width}x{height}")
+    if (intrinsics.width, intrinsics.height) != (width, height):
+        size = f"{intrinsics.width}x{intrinsics.height}"
+        raise ValueError(f"camera info is for {size}, the image is {width}x{height}")
+
+
 class FrameEncoder:
     """Turns FrameInputs into FrameRecords holding their crop embeddings."""
 
@@ -123,6 +144,7 @@ class FrameEncoder:
         # The fast path crops and resizes where the backend runs (the GPU, when it has one).
         self._crop_device = backend.device if preprocess == "fast" else "cpu"
         self.stats = EncodeStats()
+        self.depth_proposer = None  # e.g. core.depth_proposer.DepthProposer, set by the owner
 
     def _pixels(self, crops: list[torch.Tensor]) -> torch.Tensor:
         if self.preprocess == "fast":
@@ -216,7 +238,7 @@ class FrameEncoder:
     def _prepare(self, item: FrameInput, tracker: IoUTracker) -> _Prepared:
         check_image(item.image)
         height, width = item.image.shape[:2]
-        regions = item.regions if item.regions is not None else self.proposer.propose(item.image)
+        regions = item.regions if item.regions is not None else self._propose(item)
         regions = sorted(regions, key=lambda r: -r.confidence)
         kept, boxes = [], []
         for region in regions[: self.max_objects]:
@@ -237,12 +259,24 @@ class FrameEncoder:
             confidences=[float(r.confidence) for r in kept],
             detector_labels=[r.label or "" for r in kept],
         )
+        if item.depth is not None and item.intrinsics is not None:
+            check_depth(item.depth, item.intrinsics, width, height)
+            record.geometry = frame_geometry(
+                item.depth, item.intrinsics, record.boxes, [r.mask for r in kept]
+            )
         return _Prepared(
             record=record,
             frame=torch.from_numpy(np.ascontiguousarray(item.image)).to(self._crop_device),
             boxes=torch.tensor(boxes, dtype=torch.long).reshape(-1, 4),
             masks=_on(_masks(kept, boxes, height, width), self._crop_device),
         )
+
+
+    def _propose(self, item: FrameInput) -> list[Region]:
+        """The depth proposer where it is set and the frame has depth; else the colour one."""
+        if self.depth_proposer is not None and item.depth is not None and item.intrinsics:
+            return self.depth_proposer.propose(item.depth, item.intrinsics)
+        return self.proposer.propose(item.image)
 
 
 def _slicer(pixels: torch.Tensor) -> Callable[[int, int], torch.Tensor]:

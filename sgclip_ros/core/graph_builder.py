@@ -13,6 +13,7 @@ import torch
 
 from sgclip_ros.core import scoring
 from sgclip_ros.core.concepts import ConceptSet
+from sgclip_ros.core.geometry import GeometrySettings, relation_scores, velocity
 from sgclip_ros.core.scene_graph import (
     AttributeFact,
     LabelProb,
@@ -107,9 +108,7 @@ def _objects(frames: list[FrameRecord], cat_probs, texts: ConceptTexts, top_k: i
         pooled = scoring.pool_categories(probs, texts.concepts.category_pooling)
         top = torch.topk(pooled, min(top_k, pooled.numel()))
         labels = [LabelProb(categories[i], float(p)) for p, i in zip(top.values, top.indices)]
-        observations = [
-            Observation(fi, frames[fi].boxes[j], frames[fi].confidences[j]) for fi, j in seen
-        ]
+        observations = [_observation(frames[fi], fi, j) for fi, j in seen]
         last_fi, last_j = seen[-1]
         nodes.append(
             ObjectNode(
@@ -121,7 +120,38 @@ def _objects(frames: list[FrameRecord], cat_probs, texts: ConceptTexts, top_k: i
                 observations=observations,
             )
         )
+        _add_motion(nodes[-1], frames)
     return nodes
+
+
+def _observation(frame: FrameRecord, fi: int, j: int) -> Observation:
+    ob = Observation(fi, frame.boxes[j], frame.confidences[j])
+    geometry = frame.geometry[j] if frame.geometry else None
+    if geometry is not None:
+        ob.position, ob.depth_confidence = geometry.centroid, geometry.valid_fraction
+        ob.extent_min, ob.extent_max = geometry.extent_min, geometry.extent_max
+    return ob
+
+
+def _add_motion(node: ObjectNode, frames: list[FrameRecord]) -> None:
+    """The newest position of a track and its velocity over the window."""
+    positioned = [ob for ob in node.observations if ob.has_position]
+    if positioned:
+        node.position = positioned[-1].position
+        stamps = [frames[ob.frame_index].stamp_ns for ob in positioned]
+        node.velocity = velocity(stamps, [ob.position for ob in positioned])
+
+
+def _metric_facts(frames: list[FrameRecord], geometry: GeometrySettings, threshold: float):
+    """Relations of geometry, per frame between the objects with a position, over the window."""
+    series: dict[tuple[str, str, str], dict[int, float]] = {}
+    for fi, frame in enumerate(frames):
+        placed = {
+            tid: g for tid, g in zip(frame.track_ids, frame.geometry) if g is not None
+        }
+        for (sid, word, oid), score in relation_scores(placed, geometry).items():
+            series.setdefault((sid, oid, word), {})[fi] = score
+    return _facts_from_binary_series(series, threshold)
 
 
 def _unary_facts(frames, unary_probs, texts: ConceptTexts, threshold: float) -> list:
@@ -214,6 +244,10 @@ def build_scene_graph(
         t_attrs, t_rels = _temporal_facts(frames, texts.concepts, settings)
         graph.attributes += t_attrs
         graph.relations += t_rels
+        if texts.concepts.geometry is not None:
+            graph.relations += _metric_facts(
+                frames, texts.concepts.geometry, settings.relation_threshold
+            )
     graph.attributes.sort(key=lambda a: (-a.score, _natural_key(a.object_id), a.attribute))
     graph.relations.sort(key=lambda r: (-r.score, _natural_key(r.subject_id), r.predicate))
     graph.inference_ms = inference_ms

@@ -1,13 +1,16 @@
 """The scene-graph dataclasses shared by the predictor, the converters and the tools.
 
-ROS-free: times are integer nanoseconds, boxes are pixel floats. The ROS message
-conversion lives in ``sgclip_ros.ros.conversions``.
+ROS-free: times are integer nanoseconds, boxes are pixel floats, positions are metres in the
+camera's optical frame (x right, y down, z forward). The ROS message conversion lives in
+``sgclip_ros.ros.conversions``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+
+Vec3 = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,23 @@ class Box:
 
 @dataclass
 class Observation:
-    """One object seen in one frame of the window."""
+    """One object seen in one frame of the window.
+
+    With aligned depth: ``position`` is the centre of the object's visible surface and
+    ``extent_min``/``extent_max`` its axis-aligned bounds (m, optical frame); ``depth_confidence``
+    is the share of its pixels with valid depth. All None (0.0) without depth."""
 
     frame_index: int
     box: Box
     confidence: float = 1.0
+    position: Vec3 | None = None
+    extent_min: Vec3 | None = None
+    extent_max: Vec3 | None = None
+    depth_confidence: float = 0.0
+
+    @property
+    def has_position(self) -> bool:
+        return self.position is not None
 
 
 @dataclass
@@ -56,6 +71,18 @@ class ObjectNode:
     labels: list[LabelProb] = field(default_factory=list)
     detector_label: str = ""
     observations: list[Observation] = field(default_factory=list)
+    # Newest observed position (m, optical frame) and the velocity over the window (m/s);
+    # None without depth (velocity: also with fewer than two positioned frames).
+    position: Vec3 | None = None
+    velocity: Vec3 | None = None
+
+    @property
+    def has_position(self) -> bool:
+        return self.position is not None
+
+    def last_positioned(self) -> Observation | None:
+        """The newest observation that has a position."""
+        return next((ob for ob in reversed(self.observations) if ob.has_position), None)
 
 
 @dataclass
@@ -117,10 +144,9 @@ class SceneGraph:
                 score=o["score"],
                 labels=[LabelProb(**lp) for lp in o.get("labels", [])],
                 detector_label=o.get("detector_label", ""),
-                observations=[
-                    Observation(ob["frame_index"], Box(**ob["box"]), ob.get("confidence", 1.0))
-                    for ob in o.get("observations", [])
-                ],
+                observations=[_observation_from_dict(ob) for ob in o.get("observations", [])],
+                position=_vec3(o.get("position")),
+                velocity=_vec3(o.get("velocity")),
             )
             for o in data.get("objects", [])
         ]
@@ -139,3 +165,20 @@ class SceneGraph:
 
     def object(self, object_id: str) -> ObjectNode | None:
         return next((o for o in self.objects if o.id == object_id), None)
+
+
+def _vec3(value) -> Vec3 | None:
+    return None if value is None else tuple(float(v) for v in value)
+
+
+def _observation_from_dict(ob: dict) -> Observation:
+    """One observation; dicts written before positions existed have none."""
+    return Observation(
+        ob["frame_index"],
+        Box(**ob["box"]),
+        ob.get("confidence", 1.0),
+        position=_vec3(ob.get("position")),
+        extent_min=_vec3(ob.get("extent_min")),
+        extent_max=_vec3(ob.get("extent_max")),
+        depth_confidence=ob.get("depth_confidence", 0.0),
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sgclip_ros.core.geometry import ObjectGeometry
 from sgclip_ros.core.scene_graph import Box
 
 
@@ -47,6 +48,9 @@ class FrameRecord:
     # [P, 2] indices into the object lists (subject, object) and their [P, D] crop embeddings
     pairs: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.long))
     pair_emb: torch.Tensor | None = None
+    # Per object (same order as track_ids): 3D geometry from aligned depth, None where the
+    # object had too little valid depth; empty when the frame had no depth.
+    geometry: list[ObjectGeometry | None] = field(default_factory=list)
 
 
 class SlidingWindow:

@@ -6,6 +6,7 @@ No node, no rclpy: only the generated message classes, so they are tested direct
 from __future__ import annotations
 
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import RegionOfInterest
 
 from sgclip_ros import msg as m
@@ -17,6 +18,7 @@ from sgclip_ros.core.scene_graph import (
     Observation,
     RelationFact,
     SceneGraph,
+    Vec3,
 )
 
 _NS = 1_000_000_000
@@ -49,21 +51,55 @@ def box_from_roi(roi: RegionOfInterest) -> Box:
     )
 
 
+def point(v: Vec3 | None) -> Point:
+    """geometry_msgs/Point of a 3-vector (the origin for None)."""
+    x, y, z = v if v is not None else (0.0, 0.0, 0.0)
+    return Point(x=float(x), y=float(y), z=float(z))
+
+
+def vec3(p) -> Vec3:
+    """A (x, y, z) tuple of a Point or Vector3."""
+    return (float(p.x), float(p.y), float(p.z))
+
+
+def _observation_to_msg(ob: Observation) -> m.ObjectObservation:
+    return m.ObjectObservation(
+        frame_index=ob.frame_index,
+        box=roi_from_box(ob.box),
+        confidence=float(ob.confidence),
+        has_position=ob.has_position,
+        position=point(ob.position),
+        extent_min=point(ob.extent_min),
+        extent_max=point(ob.extent_max),
+        depth_confidence=float(ob.depth_confidence),
+    )
+
+
+def _observation_from_msg(ob: m.ObjectObservation) -> Observation:
+    geometry = {}
+    if ob.has_position:
+        geometry = {
+            "position": vec3(ob.position),
+            "extent_min": vec3(ob.extent_min),
+            "extent_max": vec3(ob.extent_max),
+            "depth_confidence": float(ob.depth_confidence),
+        }
+    return Observation(int(ob.frame_index), box_from_roi(ob.box), float(ob.confidence), **geometry)
+
+
 def _object_to_msg(obj: ObjectNode) -> m.SceneObject:
+    velocity = obj.velocity or (0.0, 0.0, 0.0)
     return m.SceneObject(
         id=obj.id,
         label=obj.label,
         score=float(obj.score),
         labels=[m.LabelScore(label=lp.label, score=float(lp.score)) for lp in obj.labels],
         detector_label=obj.detector_label,
-        observations=[
-            m.ObjectObservation(
-                frame_index=ob.frame_index,
-                box=roi_from_box(ob.box),
-                confidence=float(ob.confidence),
-            )
-            for ob in obj.observations
-        ],
+        observations=[_observation_to_msg(ob) for ob in obj.observations],
+        has_position=obj.has_position,
+        position=point(obj.position),
+        has_velocity=obj.velocity is not None,
+        velocity=Vector3(x=float(velocity[0]), y=float(velocity[1]), z=float(velocity[2])),
     )
 
 
@@ -74,10 +110,9 @@ def _object_from_msg(msg: m.SceneObject) -> ObjectNode:
         score=float(msg.score),
         labels=[LabelProb(lp.label, float(lp.score)) for lp in msg.labels],
         detector_label=msg.detector_label,
-        observations=[
-            Observation(int(ob.frame_index), box_from_roi(ob.box), float(ob.confidence))
-            for ob in msg.observations
-        ],
+        observations=[_observation_from_msg(ob) for ob in msg.observations],
+        position=vec3(msg.position) if msg.has_position else None,
+        velocity=vec3(msg.velocity) if msg.has_velocity else None,
     )
 
 

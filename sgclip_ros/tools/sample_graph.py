@@ -20,8 +20,10 @@ _START_NS = 1_700_000_000_250_000_000
 _PERIOD_NS = 125_000_000  # 8 Hz
 
 
-def sample_scene_graph(n_frames: int = 4, seq: int = 0) -> SceneGraph:
-    """A two-object graph ("red circle left of blue square") over ``n_frames`` frames."""
+def sample_scene_graph(n_frames: int = 4, seq: int = 0, positions: bool = False) -> SceneGraph:
+    """A two-object graph ("red circle left of blue square") over ``n_frames`` frames.
+
+    ``positions``: as seen by an RGB-D camera (3D fields and a metric relation filled)."""
     stamps = [_START_NS + (seq + i) * _PERIOD_NS for i in range(n_frames)]
     circle = ObjectNode(
         id="1",
@@ -43,7 +45,7 @@ def sample_scene_graph(n_frames: int = 4, seq: int = 0) -> SceneGraph:
         observations=[Observation(i, Box(120.0, 30.0, 170.0, 80.0), 1.0) for i in range(n_frames)],
     )
     frames = list(range(n_frames))
-    return SceneGraph(
+    graph = SceneGraph(
         stamp_ns=stamps[-1],
         frame_id="camera_color_optical_frame",
         camera="/camera/image_raw",
@@ -63,4 +65,22 @@ def sample_scene_graph(n_frames: int = 4, seq: int = 0) -> SceneGraph:
         ],
         inference_ms=12.5,
         backend="sample",
+    )
+    if positions:
+        _add_positions(graph, frames)
+    return graph
+
+
+def _add_positions(graph: SceneGraph, frames: list[int]) -> None:
+    """The circle 1.5 m ahead moving right at 0.25 m/s; the square to its right, drifting left."""
+    for obj, x0, speed in ((graph.objects[0], -0.25, 0.25), (graph.objects[1], 0.5, -0.125)):
+        for ob in obj.observations:
+            x = x0 + speed * ob.frame_index * _PERIOD_NS * 1e-9
+            ob.position = (x, 0.125, 1.5)
+            ob.extent_min, ob.extent_max = (x - 0.0625, 0.0625, 1.4375), (x + 0.0625, 0.25, 1.5)
+            ob.depth_confidence = 0.875
+        obj.position, obj.velocity = obj.observations[-1].position, (speed, -0.5, 0.25)
+    graph.relations.append(
+        RelationFact("1", "3d left of", "2", 0.984375, 0, len(frames) - 1, frames,
+                     [0.984375] * len(frames))
     )

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def publish() -> None:
         nonlocal seq
-        pub.publish(scene_graph_to_msg(sample_scene_graph(seq=seq)))
+        pub.publish(scene_graph_to_msg(sample_scene_graph(seq=seq, positions=True)))
         seq += 1
 
     node.create_timer(1.0 / args.rate, publish)
