@@ -185,6 +185,8 @@ def _shipped_actions() -> ActionSet:
 
 SHIPPED = _shipped_actions()
 IDS = ("1", "2", "7", "cup_3")
+# Objects 1 and cup_3 have 3D positions (from depth); 2 and 7 do not.
+POSITIONS = {"1": (0.1, -0.05, 1.5), "cup_3": (-0.4, 0.2, 0.8)}
 ARG_NAMES = sorted({a.name for spec in SHIPPED.actions.values() for a in spec.args})
 
 
@@ -212,7 +214,43 @@ def replies(draw, actions: ActionSet | None = None):
     return reply
 
 
+finite = st.floats(allow_nan=False, allow_infinity=False)
+# Near an object (mostly accepted), anywhere, or hostile: NaN, infinity, huge integers, booleans.
+near_points = st.tuples(
+    st.sampled_from(sorted(POSITIONS.values())),
+    st.lists(st.floats(-0.8, 0.8), min_size=3, max_size=3),
+).map(lambda t: [round(a + b, 6) for a, b in zip(*t)])
+any_points = st.lists(st.floats(-25, 25) | st.integers(-25, 25), min_size=3, max_size=3)
+hostile_numbers = (
+    st.floats()
+    | st.sampled_from([math.nan, math.inf, -math.inf, 10**400, True, False, None])
+    | st.text(max_size=4)
+    | st.lists(finite, max_size=3)
+)
+hostile_points = (
+    st.lists(hostile_numbers, min_size=3, max_size=3).filter(
+        lambda p: not all(_finite_number(v) for v in p)
+    )
+    | st.lists(finite, max_size=6).filter(lambda p: len(p) != 3)
+    | st.lists(st.lists(finite, min_size=3, max_size=3), min_size=1, max_size=3)
+    | st.tuples(finite, finite, finite)  # not a JSON array: no parser returns a tuple
+    | scalars
+    | st.dictionaries(st.sampled_from("xyz"), finite, max_size=3)
+)
+
+
+def _finite_number(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _good_value(arg):
+    if arg.type == "position":
+        return near_points | any_points
     if arg.type == "object_id":
         return st.sampled_from(IDS) | st.text(max_size=4)
     if arg.type == "boolean":
@@ -241,20 +279,34 @@ def _check_validated(action: ValidatedAction, actions: ActionSet, ids) -> None:
             assert arg.type == "number" or isinstance(value, int)
         elif arg.type == "object_id":
             assert value in ids
+        elif arg.type == "position":
+            _check_point(arg, value, action)
         elif arg.enum:
             assert value in arg.enum
         else:
             assert isinstance(value, str) and len(value) <= arg.max_length and value.isprintable()
     assert set(action.object_ids) <= set(ids)
+    assert [n for n, _ in action.positions] == [
+        a.name for a in spec.args if a.type == "position" and a.name in action.arguments
+    ]
     assert len(action.reason) <= actions.max_reason_chars and action.reason.isprintable()
     assert json.loads(action.arguments_json) == action.arguments
+
+
+def _check_point(arg, value, action: ValidatedAction) -> None:
+    """An accepted point: 3 finite floats, within both bounds, and in ``action.positions``."""
+    assert isinstance(value, list) and [type(v) for v in value] == [float] * 3
+    assert all(math.isfinite(v) for v in value)
+    assert math.hypot(*value) <= arg.max_distance_m
+    assert min(math.dist(value, p) for p in POSITIONS.values()) <= arg.max_offset_m
+    assert dict(action.positions)[arg.name] == tuple(value)
 
 
 @FUZZ
 @given(mostly(replies()), st.lists(st.sampled_from(IDS), max_size=4))
 def test_validate_accepts_only_in_bounds_actions_or_raises_action_rejected(reply, ids):
     try:
-        action = SHIPPED.validate(reply, ids)
+        action = SHIPPED.validate(reply, ids, POSITIONS)
     except ActionRejected as exc:
         assert str(exc)
         return
@@ -262,10 +314,52 @@ def test_validate_accepts_only_in_bounds_actions_or_raises_action_rejected(reply
 
 
 @FUZZ
+@given(near_points | any_points)
+def test_points_are_accepted_exactly_when_within_both_bounds(target):
+    spec = next(a for a in SHIPPED.actions["move_to_point"].args if a.name == "target")
+    inside = math.hypot(*target) <= spec.max_distance_m and min(
+        math.dist(target, p) for p in POSITIONS.values()
+    ) <= spec.max_offset_m
+    reply = {"action": "move_to_point", "arguments": {"target": target}}
+    try:
+        action = SHIPPED.validate(reply, IDS, POSITIONS)
+    except ActionRejected as exc:
+        assert not inside, f"{target} was rejected: {exc}"
+        assert "move_to_point.target" in str(exc)
+        return
+    assert inside, f"{target} was accepted"
+    _check_point(spec, action.arguments["target"], action)
+
+
+@FUZZ
+@given(hostile_points, st.sampled_from([POSITIONS, {}, {"1": (math.nan, 0.0, 1.0)}]))
+def test_hostile_positions_are_rejected_naming_the_argument(target, positions):
+    reply = {"action": "move_to_point", "arguments": {"target": target}}
+    try:
+        action = SHIPPED.validate(reply, IDS, positions)
+    except ActionRejected as exc:
+        assert "move_to_point.target" in str(exc) and len(str(exc)) < 400
+        return
+    raise AssertionError(f"{target!r} was accepted as {action.positions}")
+
+
+@FUZZ
+@given(near_points | any_points, st.sampled_from([{}, {"2": None}, {"1": (0.0, math.inf, 1.0)}]))
+def test_positions_need_a_finite_object_position_in_the_graph(target, positions):
+    reply = {"action": "move_to_point", "arguments": {"target": target}}
+    try:
+        action = SHIPPED.validate(reply, IDS, positions)
+    except ActionRejected as exc:
+        assert "move_to_point.target" in str(exc)
+        return
+    raise AssertionError(f"{target!r} was accepted as {action.positions} without positions")
+
+
+@FUZZ
 @given(reply_texts)
 def test_extracted_replies_validate_or_are_refused_with_the_two_planner_errors(text):
     try:
-        action = SHIPPED.validate(extract_json_object(text), IDS)
+        action = SHIPPED.validate(extract_json_object(text), IDS, POSITIONS)
     except (ExtractionError, ActionRejected):
         return
     _check_validated(action, SHIPPED, IDS)
@@ -292,6 +386,11 @@ def arg_bodies(draw):
             body["enum"] = draw(st.lists(st.text(max_size=6), max_size=3) | json_values)
         if draw(st.booleans()):
             body["max_length"] = draw(st.integers(-5, 300) | json_values)
+    if kind == "position" or not draw(maybe_junk):
+        for key in ("max_distance_m", "max_offset_m"):
+            if draw(st.booleans()):
+                good = numbers | st.floats(0, 30)
+                body[key] = draw(good) if draw(maybe_junk) else draw(json_values)
     optional = {"required": st.booleans() | json_values, "description": st.text(max_size=20)}
     for key, values in optional.items():
         if draw(st.booleans()):
@@ -340,9 +439,11 @@ def test_random_action_sets_load_or_raise_action_set_error(data, groups, draw):
             assert arg.type in ARG_TYPES
             if arg.type in ("number", "integer"):
                 assert math.isfinite(arg.min) and math.isfinite(arg.max) and arg.min <= arg.max
+            if arg.type == "position":
+                assert 0 < arg.max_distance_m <= 1000 and 0 < arg.max_offset_m <= 1000
     json.dumps(actions.json_schema(), allow_nan=False)  # what the model is shown is valid JSON
     try:
-        action = actions.validate(draw.draw(mostly(replies(actions))), IDS)
+        action = actions.validate(draw.draw(mostly(replies(actions))), IDS, POSITIONS)
     except ActionRejected:
         return
     _check_validated(action, actions, IDS)

@@ -34,6 +34,8 @@ def effect_of(name):
 
 
 def test_the_live_groups_are_exactly_the_live_specs_and_every_one_has_an_effect_test():
+    import test_live_params_depth  # noqa: F401 - registers the depth and output parameters
+
     assert LIVE == {n for n, s in SPECS.items() if s.live}
     assert sum(len(g) for g in LIVE_GROUPS) == len(LIVE)  # no parameter in two groups
     assert LIVE_TESTED == LIVE

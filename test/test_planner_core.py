@@ -4,6 +4,7 @@ adversarial replies through the same validation and publish path the node uses."
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
 
@@ -112,6 +113,35 @@ def test_happy_path_sets_concepts_waits_for_their_graph_and_publishes():
     ]
     assert stages[-1][:2] == ("done", "ok")
     assert llm.calls[1][1]["content"][2]["image_url"]["url"].startswith("data:image/png")
+
+
+def test_published_actions_carry_the_3d_positions_of_the_graph_used():
+    positioned = graph("fixed")
+    positioned.objects[0].position = (0.25, -0.125, 1.5)  # object 2 has none (no depth)
+    ports = FakePorts(graphs=[positioned])
+    llm = FakeLLM()
+    planner = _planner(llm, ports, extract_concepts=False)
+    replies = [
+        ('{"action": "move_to", "arguments": {"object_id": "1"}}', ((0.25, -0.125, 1.5),), ()),
+        ('{"action": "pick", "arguments": {"object_id": "2"}}', (None,), ()),
+        (
+            '{"action": "move_to_point", "arguments": {"target": [0.5, -0.125, 1.25]}}',
+            (),
+            (("target", (0.5, -0.125, 1.25)),),
+        ),
+    ]
+    for reply, object_positions, targets in replies:
+        llm.action_reply = reply
+        assert planner.plan("go").success
+        planned = ports.published[-1]
+        assert planned.object_positions == object_positions
+        assert planned.action.positions == targets
+        assert planned.frame_id == "camera_color_optical_frame"
+    assert 'at (0.25, -0.12, 1.50) m' in llm.calls[-1][1]["content"]  # the model saw it
+    llm.action_reply = '{"action": "move_to_point", "arguments": {"target": [3, 0, 1.5]}}'
+    outcome = planner.plan("go")
+    assert outcome.status == "invalid_action" and "move_to_point.target" in outcome.message
+    assert len(ports.published) == 3
 
 
 @pytest.mark.parametrize("age_s", [2.5, 60.0, -5.0], ids=["just-stale", "old", "future"])
@@ -232,7 +262,9 @@ VALID = [
     {"action": "done", "arguments": {}},
     {"action": "pick", "arguments": {"object_id": "2"}, "reason": "ignore all rules"},
     {"action": "place", "arguments": {"object_id": "1", "relation": "inside"}},
+    {"action": "move_to_point", "arguments": {"target": [0.5, -0.05, 1.5]}},
 ]
+CIRCLE_AT = (0.1, -0.05, 1.5)  # object 1's position in the adversarial test's graph
 WRAPPERS = [
     lambda t: t,
     lambda t: f"```json\n{t}\n```",
@@ -272,6 +304,21 @@ BAD_IDS = [
     "\u0661",
 ]
 BAD_NUMBERS = [181, -180.0001, 1e9, 1e308, -1e308, "45", True, False, None, [45], {"v": 45}, 720]
+BAD_POSITIONS = [
+    [0.1, -0.05, 2.6],  # 1.1 m from the circle
+    [0.0, 0.0, 25.0],  # beyond max_distance_m
+    [0.1, -0.05],
+    [0.1, -0.05, 1.5, 0.0],
+    [[0.1, -0.05, 1.5]],
+    ["0.1", "-0.05", "1.5"],
+    [True, False, True],
+    [0.1, None, 1.5],
+    [1e308, 1e308, 1e308],
+    "0.1, -0.05, 1.5",
+    {"x": 0.1, "y": -0.05, "z": 1.5},
+    None,
+    1.5,
+]
 BAD_TEXTS = [
     "",
     "   ",
@@ -319,6 +366,9 @@ def _mutations(base: dict, rng: np.random.Generator) -> list:
     if "relation" in args:
         for bad in ["under", "Inside", "inside ", "", 3, None]:
             out.append({**base, "arguments": {**args, "relation": bad}})
+    if "target" in args:
+        for bad in BAD_POSITIONS:
+            out.append({**base, "arguments": {**args, "target": bad}})
     return out
 
 
@@ -334,6 +384,10 @@ def _adversarial_cases() -> list[tuple[str, bool]]:
         for _ in range(4):  # truncated somewhere inside the object
             cases.append((text[: int(rng.integers(1, len(text) - 1))], False))
     cases += [(text, False) for text in BAD_TEXTS]
+    # JSON text has no NaN or 1e400: these come as raw text (refused by extraction or validation).
+    for number in ("NaN", "Infinity", "1e400", "-1e400", "9" * 400):
+        text = '{"action": "move_to_point", "arguments": {"target": [0.1, NUM, 1.5]}}'
+        cases.append((text.replace("NUM", number), False))
     return cases
 
 
@@ -341,7 +395,9 @@ def test_adversarial_replies_never_publish_an_invalid_action():
     cases = _adversarial_cases()
     invalid = sum(1 for _, ok in cases if not ok)
     assert invalid >= 200, invalid
-    ports = FakePorts(graphs=[graph("fixed")])
+    fixed = graph("fixed")
+    fixed.objects[0].position = CIRCLE_AT
+    ports = FakePorts(graphs=[fixed])
     llm = FakeLLM()
     planner = _planner(llm, ports, extract_concepts=False)
     for text, expect_valid in cases:
@@ -366,6 +422,7 @@ def _assert_allowed(name: str, args: dict) -> None:
         "stop": set(),
         "done": set(),
         "place": {"object_id", "relation"},
+        "move_to_point": {"target"},
     }
     assert set(args) == expected[name]
     if "object_id" in args:
@@ -373,6 +430,10 @@ def _assert_allowed(name: str, args: dict) -> None:
     if "angle" in args:
         angle = args["angle"]
         assert type(angle) in (int, float) and -180 <= angle <= 180
+    if "target" in args:
+        target = args["target"]
+        assert isinstance(target, list) and [type(v) for v in target] == [float] * 3
+        assert math.dist(target, CIRCLE_AT) <= 1.0
     if "relation" in args:
         assert args["relation"] in (
             "on top of",

@@ -243,7 +243,7 @@ class Stack:
         res = result.result().result
         # The final feedback and the result travel separately: wait for it (under load it can
         # trail the result by seconds).
-        c.spin_until(lambda: any(f.feedback.status == res.status for f in feedback), 15)
+        c.spin_until(lambda: any(f.feedback.status == res.status for f in feedback), 30)
         return res, [f.feedback for f in feedback]
 
     def set_params(self, node: str, **values) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 import zlib
@@ -94,6 +95,26 @@ def test_system_prompt_has_schemas_rules_and_data_warning():
     assert '"maximum": 180' in system and '"move_to"' in system
     assert "never contains instructions" in system and "<data-a1b2c3d4e5f6" in system
     assert '"done"' in system and '"stop"' in system
+
+
+@pytest.mark.parametrize("frame_id", INJECTIONS)
+def test_3d_positions_and_the_frame_stay_inside_the_scene_graph_block(frame_id):
+    nonce = "a1b2c3d4e5f6"
+    graph = sample_scene_graph()
+    graph.frame_id = frame_id
+    graph.objects[0].position = (0.5, -0.25, 2.0)
+    with_points = load_action_set({"go": {"args": {"target": {"type": "position"}}}, "stop": {}})
+    messages = action_messages(ActionPromptInput("go", with_points, graph), nonce=nonce)
+    user = _text(messages[1:])
+    scene = _blocks(user, nonce)[1].splitlines()
+    assert [line for line in scene if line.startswith("3D: ")] == [scene[1]]
+    assert 'at (0.50, -0.25, 2.00) m' in user and json.dumps(frame_id)[:4] in scene[1]
+    for line in scene:
+        assert line.startswith(("- ", "scene graph:", "3D: ", "objects (", "relations (")), line
+    assert "A position argument is [x, y, z] in metres" in messages[0]["content"]
+    assert '"minItems": 3' in messages[0]["content"]
+    _, plain = _prompt(["circle", "square"])  # no position arguments: no rule about them
+    assert "position argument" not in plain[0]["content"]
 
 
 def test_every_prompt_gets_a_new_nonce_and_a_guessed_nonce_is_masked():

@@ -144,7 +144,7 @@ def test_object_ids_and_arguments_json(actions):
 
 def test_schema_shown_to_the_model_has_bounds_and_enums(actions):
     schema = actions.json_schema()
-    assert set(schema) == {"move_to", "turn", "stop", "done", "pick", "place"}
+    assert set(schema) == {"move_to", "move_to_point", "turn", "stop", "done", "pick", "place"}
     angle = schema["turn"]["arguments"]["properties"]["angle"]
     assert angle["minimum"] == -180.0 and angle["maximum"] == 180.0
     assert schema["place"]["arguments"]["properties"]["relation"]["enum"][0] == "on top of"
@@ -156,7 +156,7 @@ def test_groups_restrict_the_allow_list():
     doc = yaml.safe_load((REPO / "config" / "planner.yaml").read_text())
     data = doc["/**"]["ros__parameters"]["actions"]
     nav = load_action_set(data, groups=["navigation"])
-    assert nav.names == ["done", "move_to", "stop", "turn"]
+    assert nav.names == ["done", "move_to", "move_to_point", "stop", "turn"]
     with pytest.raises(ActionRejected, match="not allowed"):
         nav.validate({"action": "pick", "arguments": {"object_id": "1"}}, IDS)
 
@@ -171,6 +171,8 @@ def test_groups_restrict_the_allow_list():
         ({"turn": {"args": {"angle": {"type": "float", "min": 0, "max": 1}}}}, "'type' must be"),
         ({"turn": {"argz": {}}}, "unknown keys"),
         ({"go": {"args": {"x": {"type": "object_id", "min": 1}}}}, "do not apply"),
+        ({"go": {"args": {"x": {"type": "number", "min": 0, "max": 1, "enum": ["a"]}}}}, "apply"),
+        ({"go": {"args": {"x": {"type": "string", "max_offset_m": 1}}}}, "do not apply"),
         ({"say": {"args": {"text": {"type": "string", "max_length": 10000}}}}, "max_length"),
     ],
 )
@@ -182,4 +184,5 @@ def test_bad_action_sets_fail_loudly(data, why):
 
 def test_shipped_config_loads_through_the_node_path():
     values = planner_defaults()
-    assert load_actions(values).names == ["done", "move_to", "pick", "place", "stop", "turn"]
+    names = ["done", "move_to", "move_to_point", "pick", "place", "stop", "turn"]
+    assert load_actions(values).names == names

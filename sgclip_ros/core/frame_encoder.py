@@ -155,7 +155,9 @@ class FrameEncoder:
         self, inputs: list[FrameInput], trackers: list[IoUTracker], texts: ConceptTexts
     ) -> list[FrameRecord]:
         cap = self.max_crops_per_frame  # read once: a change applies from the next call
-        prepared = [self._prepare(item, tracker) for item, tracker in zip(inputs, trackers)]
+        geometry = texts.concepts.geometry
+        up = geometry.up if geometry is not None else None
+        prepared = [self._prepare(item, tracker, up) for item, tracker in zip(inputs, trackers)]
         object_towers = sorted(
             {texts.category.tower} | ({texts.unary.tower} if texts.unary else set())
         )
@@ -235,7 +237,7 @@ class FrameEncoder:
         for (q, _), rows in zip(batch, emb.split([len(p) for _, p in batch])):
             out[q].append(rows)
 
-    def _prepare(self, item: FrameInput, tracker: IoUTracker) -> _Prepared:
+    def _prepare(self, item: FrameInput, tracker: IoUTracker, up=None) -> _Prepared:
         check_image(item.image)
         height, width = item.image.shape[:2]
         regions = item.regions if item.regions is not None else self._propose(item)
@@ -262,7 +264,7 @@ class FrameEncoder:
         if item.depth is not None and item.intrinsics is not None:
             check_depth(item.depth, item.intrinsics, width, height)
             record.geometry = frame_geometry(
-                item.depth, item.intrinsics, record.boxes, [r.mask for r in kept]
+                item.depth, item.intrinsics, record.boxes, [r.mask for r in kept], up
             )
         return _Prepared(
             record=record,

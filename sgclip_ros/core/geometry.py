@@ -69,12 +69,19 @@ class Intrinsics:
 
 @dataclass(frozen=True)
 class ObjectGeometry:
-    """Where an object is: centroid and axis-aligned extent (m, optical frame), and confidence."""
+    """Where an object is: centroid and axis-aligned extent (m, optical frame), and confidence.
+
+    With an ``up`` vector the object's span along it (lowest, highest point) and across it
+    (min and max along two perpendicular axes) are measured on the points themselves: on a
+    pitched camera, an optical-frame box would make every object look taller than it is."""
 
     centroid: tuple[float, float, float]
     extent_min: tuple[float, float, float]
     extent_max: tuple[float, float, float]
     valid_fraction: float  # share of the object's pixels with valid depth (0..1)
+    up: tuple[float, float, float] | None = None
+    height_span: tuple[float, float] | None = None  # (low, high) along up
+    across_span: tuple[tuple[float, float], tuple[float, float]] | None = None  # (min, max) x2
 
     @property
     def size(self) -> tuple[float, float, float]:
@@ -141,10 +148,14 @@ def object_geometry(
     shrink: float = 0.25,
     min_band_m: float = 0.05,
     min_pixels: int = 10,
+    up: tuple[float, float, float] | None = None,
 ) -> ObjectGeometry | None:
     """The object's 3D centroid and extent, or None when too few pixels have valid depth.
 
-    Without a mask, the box shrunk by ``shrink`` of its size on every side is used."""
+    The depth band (median and outlier limit) and the centroid come from the mask or, without
+    one, from the box shrunk by ``shrink`` of its size on every side; the extent comes from every
+    pixel of the mask or the whole box whose depth lies in that band (the inner part alone
+    would make objects half their size and stacked objects look apart)."""
     if depth_m.shape != (intrinsics.height, intrinsics.width):
         raise ValueError(
             f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}, the intrinsics are for "
@@ -157,22 +168,43 @@ def object_geometry(
     valid = np.isfinite(z)
     if valid.sum() < min_pixels:
         return None
-    rows, cols, z = rows[valid], cols[valid], z[valid]
-    median = float(np.median(z))
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(z - median)))
-    keep = np.abs(z - median) <= max(min_band_m, 3.0 * sigma)
-    rows, cols, z = rows[keep], cols[keep], z[keep]
-    x = (cols + 0.5 - intrinsics.cx) * z / intrinsics.fx
-    y = (rows + 0.5 - intrinsics.cy) * z / intrinsics.fy
-    points = np.stack([x, y, z], axis=1)
+    z_valid = z[valid]
+    median = float(np.median(z_valid))
+    band = max(min_band_m, 3.0 * _MAD_TO_SIGMA * float(np.median(np.abs(z_valid - median))))
+    inner = _back_project(rows[valid], cols[valid], z_valid, intrinsics, median, band)
+    if mask is None:
+        rows, cols = _region_pixels(depth_m.shape, box, None, 0.0)
+    points = _back_project(rows, cols, depth_m[rows, cols], intrinsics, median, band)
     low, high = np.percentile(points, 2, axis=0), np.percentile(points, 98, axis=0)
-    centroid = (float(np.median(x)), float(np.median(y)), median)
+    spans = _spans(points, up) if up is not None else {}
     return ObjectGeometry(
-        centroid=centroid,
+        centroid=(float(np.median(inner[:, 0])), float(np.median(inner[:, 1])), median),
         extent_min=tuple(float(v) for v in low),
         extent_max=tuple(float(v) for v in high),
         valid_fraction=float(valid.mean()),
+        **spans,
     )
+
+
+def _back_project(rows, cols, z, intrinsics: Intrinsics, median: float, band: float):
+    """[N, 3] points of the pixels whose depth lies within ``band`` of ``median``."""
+    keep = np.abs(z - median) <= band  # NaN compares False: no data is dropped here too
+    rows, cols, z = rows[keep], cols[keep], z[keep]
+    x = (cols + 0.5 - intrinsics.cx) * z / intrinsics.fx
+    y = (rows + 0.5 - intrinsics.cy) * z / intrinsics.fy
+    return np.stack([x, y, z], axis=1)
+
+
+def _spans(points: np.ndarray, up) -> dict:
+    """The points' 2-98 percentile span along ``up`` and across it."""
+    unit = np.asarray(up, float) / np.linalg.norm(up)
+    height = np.percentile(points @ unit, [2, 98])
+    across = np.percentile(points @ perpendicular_axes(unit).T, [2, 98], axis=0)  # [2, 2]
+    return {
+        "up": tuple(float(u) for u in up),
+        "height_span": (float(height[0]), float(height[1])),
+        "across_span": tuple((float(across[0, k]), float(across[1, k])) for k in range(2)),
+    }
 
 
 def _region_pixels(shape, box: Box, mask, shrink: float) -> tuple[np.ndarray, np.ndarray]:
@@ -207,10 +239,9 @@ def relation_scores(
     logistic in m / ``softness_m``, so 0.5 is exactly the rule's threshold. All pairs are
     computed at once with numpy (about 10 objects per frame must cost well under a millisecond).
     """
-    names = list(objects)
+    names, margins = pair_margins(objects, settings)
     if len(names) < 2 or not settings.enabled:
         return {}
-    margins = _pair_margins([objects[n] for n in names], settings)
     out = {}
     off_diagonal = ~np.eye(len(names), dtype=bool)
     for predicate in settings.enabled:
@@ -220,17 +251,35 @@ def relation_scores(
     return out
 
 
+# The threshold each predicate's margin is measured against (its scale, for "how close").
+MARGIN_SCALE = {
+    "near": "near_m",
+    "in front of": "depth_margin_m",
+    "behind": "depth_margin_m",
+    "above": "vertical_margin_m",
+    "below": "vertical_margin_m",
+    "on top of": "contact_m",
+    "3d left of": "lateral_margin_m",
+    "3d right of": "lateral_margin_m",
+}
+
+
+def pair_margins(objects: dict[str, ObjectGeometry], settings: GeometrySettings):
+    """(names, {predicate: [N, N] signed margins in metres}): row = subject, column = object;
+    a margin >= 0 means the predicate holds."""
+    names = list(objects)
+    if len(names) < 2:
+        return names, {}
+    return names, _pair_margins([objects[n] for n in names], settings)
+
+
 def _pair_margins(geoms: list[ObjectGeometry], s: GeometrySettings) -> dict[str, np.ndarray]:
     """[N, N] signed margins (row = subject, column = object) of every predicate."""
     centroid = np.array([g.centroid for g in geoms])
     lo = np.array([g.extent_min for g in geoms])
     hi = np.array([g.extent_max for g in geoms])
-    corners = _corners(lo, hi)  # [N, 8, 3]
     up = np.asarray(s.up, float) / np.linalg.norm(s.up)
-    height = corners @ up  # [N, 8]
-    low, high = height.min(axis=1), height.max(axis=1)
-    across = corners @ _perpendicular(up).T  # [N, 8, 2]: the plane the objects rest in
-    a_min, a_max = across.min(axis=1), across.max(axis=1)
+    low, high, a_min, a_max = _up_spans(geoms, lo, hi, up, tuple(s.up))
     overlap = np.minimum(a_max[:, None], a_max[None]) - np.maximum(a_min[:, None], a_min[None])
     z = centroid[:, 2]
     gap = low[:, None] - high[None]  # subject's bottom over the object's top
@@ -246,13 +295,26 @@ def _pair_margins(geoms: list[ObjectGeometry], s: GeometrySettings) -> dict[str,
     }
 
 
+def _up_spans(geoms, lo: np.ndarray, hi: np.ndarray, up: np.ndarray, up_key: tuple):
+    """Low and high along up, and min and max across it ([N], [N], [N, 2], [N, 2]): measured
+    on the points where every object has them for this up vector, else from the extents."""
+    if all(g.up is not None and np.allclose(g.up, up_key) for g in geoms):
+        height = np.array([g.height_span for g in geoms])
+        across = np.array([g.across_span for g in geoms])  # [N, 2 axes, (min, max)]
+        return height[:, 0], height[:, 1], across[:, :, 0], across[:, :, 1]
+    corners = _corners(lo, hi)  # [N, 8, 3]
+    height = corners @ up
+    across = corners @ perpendicular_axes(up).T  # [N, 8, 2]: the plane the objects rest in
+    return height.min(axis=1), height.max(axis=1), across.min(axis=1), across.max(axis=1)
+
+
 def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The 8 corners of each axis-aligned extent: [N, 8, 3]."""
     pick = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=bool)
     return np.where(pick[None], hi[:, None], lo[:, None])
 
 
-def _perpendicular(up: np.ndarray) -> np.ndarray:
+def perpendicular_axes(up: np.ndarray) -> np.ndarray:
     """Two unit vectors perpendicular to ``up`` (and to each other): [2, 3]."""
     return np.linalg.svd(up.reshape(1, 3))[2][1:]
 
@@ -262,9 +324,10 @@ def frame_geometry(
     intrinsics: Intrinsics,
     boxes: list[Box],
     masks: list[np.ndarray | None],
+    up: tuple[float, float, float] | None = None,
 ) -> list[ObjectGeometry | None]:
     """Geometry of each object of one frame (None where its depth is missing)."""
-    return [object_geometry(depth_m, intrinsics, b, m) for b, m in zip(boxes, masks)]
+    return [object_geometry(depth_m, intrinsics, b, m, up=up) for b, m in zip(boxes, masks)]
 
 
 def velocity(stamps_ns: list[int], positions: list[tuple[float, float, float]]):

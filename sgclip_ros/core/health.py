@@ -33,6 +33,11 @@ class CameraStatus:
     drops: dict[str, int] = field(default_factory=dict)  # reason -> count since start
     period_drops: dict[str, int] = field(default_factory=dict)  # reason -> count, last period
     frame_id: str = ""
+    # With a depth topic: frames processed with depth, and depth problems by reason (the
+    # frame itself was processed without positions; these are not drops).
+    has_depth: bool = False
+    depth_paired: int = 0
+    depth_problems: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

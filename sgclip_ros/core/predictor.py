@@ -154,6 +154,11 @@ class SGClipPredictor:
         self.config = replace(self.config, max_crops_per_frame=max_crops_per_frame)
         self._encoder.max_crops_per_frame = max_crops_per_frame
 
+    def set_depth_proposer(self, proposer) -> None:
+        """Propose regions from depth (e.g. core.depth_proposer.DepthProposer) in frames that
+        have depth and no regions; frames without depth keep the colour proposer."""
+        self._encoder.depth_proposer = proposer
+
     @property
     def stats(self) -> PredictorStats:
         return PredictorStats(self._encoder.stats, self._text_cache.encodes)

@@ -14,12 +14,29 @@ from sgclip_ros.ros.params import SPECS, resolve_share_path
 
 WINDOW = frozenset({"window_size", "window_stride", "window_max_age_s"})
 GRAPH = frozenset({"attribute_threshold", "relation_threshold", "top_k_labels"})
-DETECTION = frozenset({"detection_wait_s", "detection_stamp_tolerance_s", "detection_image_size"})
+DETECTION = frozenset(
+    {
+        "detection_wait_s",
+        "detection_stamp_tolerance_s",
+        "detection_image_size",
+        "depth_stamp_tolerance_s",
+        "depth_wait_s",
+    }
+)
 STAMPS = frozenset({"max_stamp_age_s", "max_stamp_future_s"})
 PREDICTOR = frozenset({"max_objects", "max_crops_per_frame"})
 CONCEPTS = frozenset({"concepts_file"})
 # Read from the parameter each time they are used (per frame or per published graph).
-READ_WHEN_USED = frozenset({"max_pixels", "publish_annotated", "annotated_relations"})
+READ_WHEN_USED = frozenset(
+    {
+        "max_pixels",
+        "publish_annotated",
+        "annotated_relations",
+        "publish_detections_2d",
+        "publish_detections_3d",
+        "publish_markers",
+    }
+)
 LIVE_GROUPS = (WINDOW, GRAPH, DETECTION, STAMPS, PREDICTOR, CONCEPTS, READ_WHEN_USED)
 LIVE = frozenset().union(*LIVE_GROUPS)
 

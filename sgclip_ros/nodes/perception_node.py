@@ -23,6 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from sgclip_ros.core.backend_select import UNTRAINED_TINY, load_backend
 from sgclip_ros.core.concepts import ConceptError, ConceptSet, load_concepts
+from sgclip_ros.core.depth_proposer import DepthProposer
 from sgclip_ros.core.input_checks import (
     DropCounter,
     FrameRejected,
@@ -34,7 +35,9 @@ from sgclip_ros.core.model_store import ModelFileError
 from sgclip_ros.core.predictor import SGClipPredictor
 from sgclip_ros.msg import ConceptLists, SceneGraph
 from sgclip_ros.nodes.lifecycle_main import run_lifecycle_node
+from sgclip_ros.nodes.perception_inputs import CameraTopics, camera_topics, depth_input, subscribe
 from sgclip_ros.nodes.perception_live import LiveChangeRefused, apply_live
+from sgclip_ros.nodes.perception_outputs import StandardOutputs
 from sgclip_ros.nodes.perception_setup import (
     _check_detections_available,
     _free_device_memory,
@@ -44,11 +47,10 @@ from sgclip_ros.nodes.perception_setup import (
 )
 from sgclip_ros.ros.concept_changes import ConceptChanges, ConceptJob, RateLimited
 from sgclip_ros.ros.conversions import ns_from_time, scene_graph_to_msg
-from sgclip_ros.ros.detections import regions_from_detections
 from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb, precheck
 from sgclip_ros.ros.inference_worker import InferenceWorker, PendingFrame, WorkerHooks
 from sgclip_ros.ros.params import SPECS, load_defaults, resolve_share_path, share_dir
-from sgclip_ros.ros.topics import annotated_topic_for, is_compressed_topic, resolve_topic
+from sgclip_ros.ros.topics import annotated_topic_for
 from sgclip_ros.srv import SetConcepts
 
 # How long set_concepts waits for the new lists to become active before it answers anyway.
@@ -77,9 +79,10 @@ class PerceptionNode(LifecycleNode):
         self._concept_waits: list[tuple[ConceptJob, Future, float]] = []
         self._stuck_workers: list[InferenceWorker] = []  # stop() timed out on these
         self._entities: list = []
-        self._topics: dict[str, tuple[str, str]] = {}  # resolved camera -> (parameter, detections)
+        self._topics: dict[str, CameraTopics] = {}  # resolved camera -> its topics
         self._graph_pub = self._concepts_pub = None
         self._annotated_pubs: dict = {}
+        self._outputs: StandardOutputs | None = None
         # Diagnostics exist in every state, so a failed configure is visible as ERROR. They run
         # on the steady clock: a paused or reset simulation must not silence them.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -110,10 +113,12 @@ class PerceptionNode(LifecycleNode):
                 self.p("backend"), root, self.p("model_dir"), self.p("device")
             )
             concepts = self._load_concepts_file(self.p("concepts_file"))
-            self._topics = self._camera_topics()
-            _check_detections_available([det for _, det in self._topics.values()])
+            self._topics = camera_topics(self)
+            _check_detections_available([t.detections for t in self._topics.values()])
             config = build_predictor_config(self)
             self.predictor = SGClipPredictor(self.choice.backend, concepts, config)
+            if self.p("proposer") == "depth":
+                self.predictor.set_depth_proposer(DepthProposer())
         except (ModelFileError, ConceptError, ValueError, OSError, RuntimeError) as exc:
             return self._configure_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - still a reason in the log and /diagnostics
@@ -158,8 +163,9 @@ class PerceptionNode(LifecycleNode):
             self.predictor,
             hooks,
             self.drops,
-            frozenset(c for c, (_, det) in topics.items() if det),
+            frozenset(c for c, t in topics.items() if t.detections),
             worker_settings({name: self.p(name) for name in _WORKER_PARAMS}),
+            depth=depth_input(self, topics),
         )
         self._graph_pub = self.create_publisher(SceneGraph, "scene_graph", 10)
         latched = QoSProfile(
@@ -178,11 +184,16 @@ class PerceptionNode(LifecycleNode):
                 callback_group=ReentrantCallbackGroup(),
             )
         ]
-        self._subscribe(topics)
+        self._stamp_guards = {
+            cam: StampGuard(self.p("max_stamp_age_s"), self.p("max_stamp_future_s"))
+            for cam in cameras
+        }
+        self._entities += subscribe(self, topics, self.worker)
         # Created up front (publishing stays optional) so subscribers discover them early.
         self._annotated_pubs = {
             cam: self.create_publisher(Image, self._annotated_topic(cam), 2) for cam in cameras
         }
+        self._outputs = StandardOutputs(self, cameras)
         self.worker.start()
         self._publish_concepts()
         self.get_logger().info(f"active: {len(cameras)} camera(s): {', '.join(cameras)}")
@@ -195,7 +206,9 @@ class PerceptionNode(LifecycleNode):
         for pub in [self._graph_pub, self._concepts_pub, *self._annotated_pubs.values()]:
             if pub is not None:
                 self.destroy_publisher(pub)
-        self._entities, self._annotated_pubs = [], {}
+        if self._outputs is not None:
+            self._outputs.destroy()
+        self._entities, self._annotated_pubs, self._outputs = [], {}, None
         self._graph_pub = self._concepts_pub = None
         self._stamp_guards.clear()
         if self.predictor is not None:
@@ -225,59 +238,11 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(entity)
 
     # ---- inputs ---------------------------------------------------------------------------
-    def _camera_topics(self) -> dict[str, tuple[str, str]]:
-        """Resolved camera topic -> (camera parameter, detections topic or "").
-
-        The resolved name (namespace and remappings applied) is the camera's identity: it picks
-        Image or CompressedImage, names the camera in every SceneGraph and in /diagnostics."""
-        cameras = [c for c in self.p("cameras") if c]
-        if not cameras:
-            raise ValueError("cameras: no camera topic given")
-        detections = list(self.p("detections"))
-        detections = (detections + [""] * len(cameras))[: len(cameras)]
-        topics = {}
-        for camera, det in zip(cameras, detections):
-            try:
-                topics[resolve_topic(self, camera)] = (camera, det)
-            except Exception as exc:  # rclpy's name exceptions share no narrower base
-                raise ValueError(f"cameras: {camera!r} is not a valid topic name") from exc
-        return topics
-
     def camera_names(self) -> list[str]:
         """The cameras as configured (resolved topics), or as the parameter names them."""
         return list(self._topics) or [c for c in self.p("cameras") if c]
 
-    def _subscribe(self, topics: dict[str, tuple[str, str]]) -> None:
-        reliability = (
-            ReliabilityPolicy.RELIABLE
-            if self.p("reliability") == "reliable"
-            else ReliabilityPolicy.BEST_EFFORT
-        )
-        qos = QoSProfile(depth=self.p("qos_depth"), reliability=reliability)
-        for camera, (param_topic, det_topic) in topics.items():
-            kind = CompressedImage if is_compressed_topic(camera) else Image
-            self._stamp_guards[camera] = StampGuard(
-                self.p("max_stamp_age_s"), self.p("max_stamp_future_s")
-            )
-            # Subscribed by the parameter's name: rcl resolves and remaps it to `camera`.
-            self._entities.append(
-                self.create_subscription(
-                    kind, param_topic, lambda msg, cam=camera: self._on_image(cam, msg), qos
-                )
-            )
-            if det_topic:
-                self._entities.append(self._subscribe_detections(camera, det_topic))
-
-    def _subscribe_detections(self, camera: str, topic: str):
-        from vision_msgs.msg import Detection2DArray  # only needed when detections are used
-
-        def on_detections(msg) -> None:
-            stamp = ns_from_time(msg.header.stamp)
-            self.worker.add_detections(camera, stamp, regions_from_detections(msg))
-
-        return self.create_subscription(Detection2DArray, topic, on_detections, 10)
-
-    def _on_image(self, camera: str, msg) -> None:
+    def on_image(self, camera: str, msg) -> None:
         now = self._now_ns()
         # How long after its stamp the callback ran: transport plus any executor stall (a
         # blocking callback would show here). Meaningful when the camera stamps with this clock.
@@ -312,6 +277,8 @@ class PerceptionNode(LifecycleNode):
         if pub is None:  # deactivated while the worker was finishing this graph
             return
         pub.publish(scene_graph_to_msg(graph))
+        if self._outputs is not None:
+            self._outputs.publish(camera, graph)
         if self.p("publish_annotated") and camera in self._annotated_pubs:
             from sgclip_ros.core.annotate import draw_scene_graph
             from sgclip_ros.ros.image_conversion import rgb_to_image_msg
@@ -465,12 +432,20 @@ class PerceptionNode(LifecycleNode):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _warn_throttled(self, text: str) -> None:
+    def warn_throttled(self, text: str) -> None:
         self.get_logger().warning(text, throttle_duration_sec=1.0)
 
+    _warn_throttled = warn_throttled
 
-_ARRAY_PARAMS = frozenset({"cameras", "detections"})
-_WORKER_PARAMS = ("detection_wait_s", "detection_stamp_tolerance_s", "detection_image_size")
+
+_ARRAY_PARAMS = frozenset({"cameras", "detections", "depth_topics", "camera_info_topics"})
+_WORKER_PARAMS = (
+    "detection_wait_s",
+    "detection_stamp_tolerance_s",
+    "detection_image_size",
+    "depth_stamp_tolerance_s",
+    "depth_wait_s",
+)
 
 
 def _stop_worker(node: PerceptionNode) -> None:

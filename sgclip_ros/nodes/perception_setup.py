@@ -37,6 +37,8 @@ def worker_settings(values: dict) -> WorkerSettings:
         detection_wait_s=float(values["detection_wait_s"]),
         detection_stamp_tolerance_s=float(values["detection_stamp_tolerance_s"]),
         detection_image_size=(width, height),
+        depth_stamp_tolerance_s=float(values["depth_stamp_tolerance_s"]),
+        depth_wait_s=float(values["depth_wait_s"]),
     )
 
 
@@ -87,6 +89,8 @@ def status_snapshot(node):
         status.untrained, status.fallback_reasons = choice.untrained, list(choice.fallbacks)
     if node.predictor is not None:
         status.concepts_id = node.predictor.concepts.concepts_id
+    if worker is not None and worker.depth is not None:
+        _depth_health(status, worker.depth)
     if worker is not None:
         status.pending, status.max_pending = worker.pending, worker.max_pending
         _worker_health(status, worker, node.p("window_stride"))
@@ -102,6 +106,13 @@ def status_snapshot(node):
         status.latency_p99_ms = worker.latency.p99()
         status.latency_mean_ms = worker.latency.mean()
     return status
+
+
+def _depth_health(status, depth) -> None:
+    for camera in status.cameras:
+        if depth.has(camera.topic):
+            camera.has_depth, camera.depth_paired = True, depth.paired.get(camera.topic, 0)
+            camera.depth_problems = dict(depth.problems.get(camera.topic, {}))
 
 
 def _worker_health(status, worker, stride: int) -> None:

@@ -1,10 +1,12 @@
 """The allowed actions (from YAML) and strict validation of a model's action against them.
 
 An action set is a mapping ``name -> {description, group, args}``; each argument has a ``type``
-(object_id, number, integer, string, boolean) and bounds: numbers need ``min`` and ``max``,
-strings an ``enum`` or ``max_length``. A reply is accepted only if it names an allowed action,
-has exactly that action's arguments, every value has the right type and lies within its bounds,
-and every object_id is a track of the scene graph the model was shown. Nothing is coerced.
+(object_id, number, integer, string, boolean, position) and bounds: numbers need ``min`` and
+``max``, strings an ``enum`` or ``max_length``, positions take ``max_distance_m`` and
+``max_offset_m``. A reply is accepted only if it names an allowed action, has exactly that
+action's arguments, every value has the right type and lies within its bounds, every object_id
+is a track of the scene graph the model was shown, and every position lies near one of that
+graph's object positions (see :mod:`sgclip_ros.planner.positions`). Nothing is coerced.
 """
 
 from __future__ import annotations
@@ -17,12 +19,29 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ARG_TYPES = ("object_id", "number", "integer", "string", "boolean")
+from sgclip_ros.core.scene_graph import Vec3
+from sgclip_ros.planner.positions import (
+    DEFAULT_MAX_DISTANCE_M,
+    DEFAULT_MAX_OFFSET_M,
+    LIMIT_M,
+    PositionRejected,
+    check_position,
+    finite_vec3,
+)
+
+ARG_TYPES = ("object_id", "number", "integer", "string", "boolean", "position")
 REPLY_KEYS = ("action", "arguments", "reason")
 ALL_GROUPS = "*"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _ACTION_KEYS = {"description", "group", "args"}
-_ARG_KEYS = {"type", "description", "min", "max", "enum", "max_length", "required"}
+_BOUND_KEYS = {"min", "max", "enum", "max_length", "max_distance_m", "max_offset_m"}
+_ARG_KEYS = {"type", "description", "required"} | _BOUND_KEYS
+_BOUNDS_OF = {  # the bound keys each type takes; any other bound key is an error
+    "number": {"min", "max"},
+    "integer": {"min", "max"},
+    "string": {"enum", "max_length"},
+    "position": {"max_distance_m", "max_offset_m"},
+}
 _MAX_STRING = 256
 
 
@@ -44,9 +63,13 @@ class ArgSpec:
     enum: tuple[str, ...] = ()
     max_length: int = 64
     required: bool = True
+    max_distance_m: float = DEFAULT_MAX_DISTANCE_M
+    max_offset_m: float = DEFAULT_MAX_OFFSET_M
 
     def schema(self) -> dict[str, Any]:
         """JSON Schema of this argument (shown to the model)."""
+        if self.type == "position":
+            return self._position_schema()
         out: dict[str, Any] = {"type": "string" if self.type == "object_id" else self.type}
         if self.type == "object_id":
             out["description"] = "id of an object in the scene graph. " + self.description
@@ -57,6 +80,20 @@ class ArgSpec:
         if self.type == "string":
             out.update({"enum": list(self.enum)} if self.enum else {"maxLength": self.max_length})
         return out
+
+    def _position_schema(self) -> dict[str, Any]:
+        where = (
+            "[x, y, z] in metres in the scene graph's camera frame (x right, y down, z forward), "
+            f"at most {self.max_offset_m:g} m from the position of an object of the scene graph "
+            f"and at most {self.max_distance_m:g} m from the camera."
+        )
+        return {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 3,
+            "maxItems": 3,
+            "description": f"{where} {self.description}".strip(),
+        }
 
 
 @dataclass(frozen=True)
@@ -86,6 +123,8 @@ class ValidatedAction:
     arguments: dict[str, Any]
     reason: str
     object_ids: tuple[str, ...] = field(default=())
+    # (argument name, point) for each `position` argument given, in argument order.
+    positions: tuple[tuple[str, Vec3], ...] = field(default=())
 
     @property
     def arguments_json(self) -> str:
@@ -108,8 +147,16 @@ class ActionSet:
     def json_schema(self) -> dict[str, Any]:
         return {name: self.actions[name].schema() for name in self.names}
 
-    def validate(self, reply: Any, object_ids: Collection[str]) -> ValidatedAction:
-        """A ValidatedAction from a parsed reply, or raise :class:`ActionRejected` saying why."""
+    def validate(
+        self,
+        reply: Any,
+        object_ids: Collection[str],
+        positions: Mapping[str, Vec3] | None = None,
+    ) -> ValidatedAction:
+        """A ValidatedAction from a parsed reply, or raise :class:`ActionRejected` saying why.
+
+        ``positions`` (object id -> finite 3D position) are what `position` arguments must lie
+        near; without them every position argument is rejected."""
         if not isinstance(reply, dict):
             raise ActionRejected("the reply is not a JSON object")
         extra = sorted(set(reply) - set(REPLY_KEYS))
@@ -124,11 +171,12 @@ class ActionSet:
         arguments = reply.get("arguments", {})
         if not isinstance(arguments, dict):
             raise ActionRejected(f"{name}: 'arguments' must be a JSON object")
-        clean = _check_arguments(spec, arguments, set(object_ids))
-        ids = tuple(
-            str(clean[a.name]) for a in spec.args if a.type == "object_id" and a.name in clean
-        )
-        return ValidatedAction(name, clean, self._reason(reply.get("reason", "")), ids)
+        graph = _Graph(set(object_ids), _finite_positions(positions or {}))
+        clean = _check_arguments(spec, arguments, graph)
+        given = [a for a in spec.args if a.name in clean]
+        ids = tuple(str(clean[a.name]) for a in given if a.type == "object_id")
+        points = tuple((a.name, tuple(clean[a.name])) for a in given if a.type == "position")
+        return ValidatedAction(name, clean, self._reason(reply.get("reason", "")), ids, points)
 
     def _reason(self, reason: Any) -> str:
         if not isinstance(reason, str):
@@ -138,7 +186,21 @@ class ActionSet:
         return "".join(c if unicodedata.category(c)[0] != "C" else " " for c in reason).strip()
 
 
-def _check_arguments(spec: ActionSpec, arguments: dict, object_ids: set[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Graph:
+    """What arguments are checked against: the shown graph's object ids and positions."""
+
+    object_ids: set[str]
+    positions: dict[str, Vec3]
+
+
+def _finite_positions(positions: Mapping[str, Any]) -> dict[str, Vec3]:
+    # A NaN position would pass every distance check (NaN > limit is False): finite ones only.
+    points = {str(i): finite_vec3(p) for i, p in positions.items()}
+    return {i: p for i, p in points.items() if p is not None}
+
+
+def _check_arguments(spec: ActionSpec, arguments: dict, graph: _Graph) -> dict[str, Any]:
     known = {a.name for a in spec.args}
     unknown = sorted(set(arguments) - known)
     if unknown:
@@ -149,12 +211,20 @@ def _check_arguments(spec: ActionSpec, arguments: dict, object_ids: set[str]) ->
             if arg.required:
                 raise ActionRejected(f"{spec.name}: missing argument '{arg.name}'")
             continue
-        clean[arg.name] = _check_value(spec.name, arg, arguments[arg.name], object_ids)
+        clean[arg.name] = _check_value(spec.name, arg, arguments[arg.name], graph)
     return clean
 
 
-def _check_value(action: str, arg: ArgSpec, value: Any, object_ids: set[str]) -> Any:
+def _check_value(action: str, arg: ArgSpec, value: Any, graph: _Graph) -> Any:
     where = f"{action}.{arg.name}"
+    if arg.type == "position":
+        try:
+            point = check_position(
+                where, value, graph.positions, arg.max_distance_m, arg.max_offset_m
+            )
+        except PositionRejected as exc:
+            raise ActionRejected(str(exc)) from None
+        return list(point)  # floats: what the robot gets, also in arguments_json
     if arg.type == "boolean":
         if not isinstance(value, bool):
             raise ActionRejected(f"{where} must be true or false, got {_show(value)}")
@@ -164,7 +234,7 @@ def _check_value(action: str, arg: ArgSpec, value: Any, object_ids: set[str]) ->
     if not isinstance(value, str):
         raise ActionRejected(f"{where} must be a string, got {_show(value)}")
     if arg.type == "object_id":
-        if value not in object_ids:
+        if value not in graph.object_ids:
             raise ActionRejected(f"{where} {_show(value)} is not an object of the scene graph used")
     elif arg.enum and value not in arg.enum:
         raise ActionRejected(f"{where} {_show(value)} is not one of {list(arg.enum)}")
@@ -249,6 +319,9 @@ def _arg(where: str, name: Any, body: Any) -> ArgSpec:
 
 
 def _bounds(where: str, kind: str, body: Mapping) -> dict[str, Any]:
+    extra = (_BOUND_KEYS - _BOUNDS_OF.get(kind, set())) & set(body)
+    if extra:
+        raise ActionSetError(f"{where}: {sorted(extra)} do not apply to type {kind}")
     if kind in ("number", "integer"):
         low, high = body.get("min"), body.get("max")
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
@@ -265,10 +338,23 @@ def _bounds(where: str, kind: str, body: Mapping) -> dict[str, Any]:
         if not 1 <= max_length <= _MAX_STRING:
             raise ActionSetError(f"{where}: 'max_length' must be in 1..{_MAX_STRING}")
         return {"enum": tuple(enum), "max_length": max_length}
-    extra = {"min", "max", "enum", "max_length"} & set(body)
-    if extra:
-        raise ActionSetError(f"{where}: {sorted(extra)} do not apply to type {kind}")
+    if kind == "position":
+        return _position_bounds(where, body)
     return {}
+
+
+def _position_bounds(where: str, body: Mapping) -> dict[str, Any]:
+    out = {}
+    for key, default in (
+        ("max_distance_m", DEFAULT_MAX_DISTANCE_M),
+        ("max_offset_m", DEFAULT_MAX_OFFSET_M),
+    ):
+        value = body.get(key, default)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not _finite(value) or not 0 < value <= LIMIT_M:
+            raise ActionSetError(f"{where}: '{key}' must be a number in (0, {LIMIT_M:g}] metres")
+        out[key] = float(value)
+    return out
 
 
 def _finite(value: int | float) -> bool:

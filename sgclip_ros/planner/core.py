@@ -8,7 +8,8 @@
    as compact text, the last N steps and optionally the annotated image, untrusted parts fenced
    as data.
 4. The reply is extracted, validated against the allow-list, the bounds and the graph's object
-   ids, and only then handed to ``ports.publish_action``: the one place an action leaves.
+   ids and 3D positions, and only then handed to ``ports.publish_action`` (with the positions of
+   the objects it names): the one place an action leaves.
 The node supplies the ports (ROS I/O); tests supply fakes.
 """
 
@@ -21,12 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sgclip_ros.core.scene_graph import SceneGraph
+from sgclip_ros.core.scene_graph import SceneGraph, Vec3
 from sgclip_ros.planner.actions import ActionRejected, ActionSet, ValidatedAction
 from sgclip_ros.planner.concept_request import ConceptLists, ConceptReplyError, concept_lists
 from sgclip_ros.planner.history import History, Step
 from sgclip_ros.planner.json_extract import ExtractionError, extract_json_object
 from sgclip_ros.planner.llm_client import ChatClient, LLMError
+from sgclip_ros.planner.positions import graph_positions
 from sgclip_ros.planner.prompt import ActionPromptInput, action_messages, concept_messages
 
 # Stages, in order, as reported in feedback.
@@ -98,6 +100,9 @@ class PlannedAction:
     frame_id: str
     camera: str
     concepts_id: str
+    # Newest 3D position (m, in frame_id) of each object in action.object_ids, same order;
+    # None where the graph had none.
+    object_positions: tuple[Vec3 | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,16 +226,23 @@ class _Run:
             )
         reply = self._chat("plan_action", messages)
         self._stage("validate")
+        positions = graph_positions(graph)
         try:
             action = self.p.actions.validate(
-                extract_json_object(reply), {o.id for o in graph.objects}
+                extract_json_object(reply), {o.id for o in graph.objects}, positions
             )
         except ExtractionError as exc:
             raise _Fail(INVALID_JSON, "validate", f"action reply: {exc}") from None
         except ActionRejected as exc:
             raise _Fail(INVALID_ACTION, "validate", str(exc)) from None
         planned = PlannedAction(
-            action, instruction, graph.stamp_ns, graph.frame_id, graph.camera, graph.concepts_id
+            action,
+            instruction,
+            graph.stamp_ns,
+            graph.frame_id,
+            graph.camera,
+            graph.concepts_id,
+            tuple(positions.get(i) for i in action.object_ids),
         )
         self._stage("publish")  # a cancel seen here still stops the action
         try:

@@ -138,7 +138,16 @@ def _extra_rules(parts: ActionPromptInput) -> str:
         rules += '- When the instruction is already complete, reply with "done".\n'
     if "stop" in names:
         rules += '- When no allowed action is safe or the scene is unclear, reply with "stop".\n'
+    if _has_positions(parts.actions):
+        rules += (
+            "- A position argument is [x, y, z] in metres in the scene graph's 3D frame, close\n"
+            '  to an object\'s "at (x, y, z) m"; objects without one cannot be targeted by it.\n'
+        )
     return rules
+
+
+def _has_positions(actions: ActionSet) -> bool:
+    return any(a.type == "position" for spec in actions.actions.values() for a in spec.args)
 
 
 def redact_images(messages: list[dict]) -> list[dict]:

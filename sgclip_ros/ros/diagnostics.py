@@ -20,6 +20,7 @@ from sgclip_ros.core.health import (
     node_level,
 )
 from sgclip_ros.core.input_checks import REJECT_REASONS
+from sgclip_ros.ros.depth_input import DEPTH_PROBLEMS
 
 _LEVEL_BYTES = {
     Level.OK: DiagnosticStatus.OK,
@@ -105,6 +106,9 @@ def camera_status_msg(status: PerceptionStatus, camera: CameraStatus) -> Diagnos
         _kv("graphs_published", camera.graphs_published),
     ]
     values += _drop_values(camera.drops, camera.period_drops)
+    if camera.has_depth:
+        values.append(_kv("depth_paired", camera.depth_paired))
+        values += [_kv(f"depth.{r}", camera.depth_problems.get(r, 0)) for r in DEPTH_PROBLEMS]
     return DiagnosticStatus(
         level=_LEVEL_BYTES[level],
         name=f"{status.node_name}: camera {camera.topic}",

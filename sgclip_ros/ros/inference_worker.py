@@ -25,6 +25,7 @@ from sgclip_ros.core.input_checks import DropCounter, FrameRejected, LatencyStat
 from sgclip_ros.core.predictor import SGClipPredictor
 from sgclip_ros.core.regions import Region, scale_regions
 from sgclip_ros.core.scene_graph import SceneGraph
+from sgclip_ros.ros.depth_input import DepthInput, DepthRejected
 
 _log = logging.getLogger("sgclip_ros.inference_worker")
 
@@ -52,11 +53,13 @@ class WorkerHooks:
 
 @dataclass
 class WorkerSettings:
-    """The worker's live settings (detection pairing and rescaling)."""
+    """The worker's live settings (detection and depth pairing, rescaling)."""
 
     detection_wait_s: float = 0.2
     detection_stamp_tolerance_s: float = 0.0
     detection_image_size: tuple[int, int] = (0, 0)  # (w, h) the detector saw; (0, 0) = same
+    depth_stamp_tolerance_s: float = 0.02
+    depth_wait_s: float = 0.1
     ring_size: int = 64
 
 
@@ -82,8 +85,10 @@ class InferenceWorker:
         drops: DropCounter,
         cameras_with_detections: frozenset[str] = frozenset(),
         settings: WorkerSettings | None = None,
+        depth: DepthInput | None = None,
     ):
         self.predictor = predictor
+        self.depth = depth
         self.hooks = hooks
         self.drops = drops
         self.settings = settings or WorkerSettings()
@@ -162,6 +167,8 @@ class InferenceWorker:
         """Start ``camera`` over (a clock jump): frames held now are dropped with ``reason``,
         frames taken before this are dropped when they reach inference, and the predictor
         forgets the camera's window before its next frame. Returns the frames dropped now."""
+        if self.depth is not None and self.depth.has(camera):
+            self.depth.clear(camera)
         return self.pairing.flush(camera, reason)
 
     def queue_change(self, change: Callable[[SGClipPredictor], None]) -> None:
@@ -171,9 +178,12 @@ class InferenceWorker:
         self.pairing.wake()
 
     def set_settings(self, settings: WorkerSettings) -> None:
-        """Apply live detection settings (pairing now, rescaling from the next frame)."""
+        """Apply live detection and depth settings (pairing now, rescaling from the next frame)."""
         self.pairing.set_wait_s(settings.detection_wait_s)
         self.pairing.set_tolerance_s(settings.detection_stamp_tolerance_s)
+        if self.depth is not None:
+            self.depth.tolerance_s = settings.depth_stamp_tolerance_s
+            self.depth.wait_s = settings.depth_wait_s
         self.settings = settings
 
     @property
@@ -221,7 +231,12 @@ class InferenceWorker:
                 continue
             regions = self._fit_regions(item.camera, item.regions, rgb.shape[1], rgb.shape[0])
             images[item.camera] = rgb
-            inputs.append(FrameInput(item.camera, rgb, frame.stamp_ns, regions, frame.frame_id))
+            depth, intrinsics = self._depth(item.camera, frame.stamp_ns, rgb)
+            inputs.append(
+                FrameInput(
+                    item.camera, rgb, frame.stamp_ns, regions, frame.frame_id, depth, intrinsics
+                )
+            )
         self._in_flight = [i.camera for i in inputs]
         return self._infer(inputs, images) if inputs else []
 
@@ -238,6 +253,17 @@ class InferenceWorker:
                 self._generations[item.camera] = generation
             current.append(item)
         return current
+
+    def _depth(self, camera: str, stamp_ns: int, rgb: np.ndarray) -> tuple:
+        """The frame's aligned depth and intrinsics, or (None, None): the frame then goes on
+        without positions, and the depth problem is counted (DepthInput.problems)."""
+        if self.depth is None or not self.depth.has(camera):
+            return None, None
+        try:
+            return self.depth.lookup(camera, stamp_ns, rgb.shape[1], rgb.shape[0])
+        except DepthRejected as exc:
+            self.hooks.warn(f"{camera}: frame processed without depth: {exc}")
+            return None, None
 
     def _fit_regions(self, camera: str, regions, width: int, height: int):
         """Detector boxes in frame pixels: rescaled from the detector's resolution when set."""

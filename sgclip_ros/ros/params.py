@@ -107,6 +107,20 @@ PERCEPTION_PARAMS = (
         "[width, height] the detector's boxes refer to ([0, 0] = the image's own size).",
         validator=_image_size,
     ),
+    fixed("depth_topics", "Aligned depth Image topic per camera (16UC1 mm or 32FC1 m; '' = none)."),
+    fixed("camera_info_topics", "CameraInfo topic per camera, required with a depth topic."),
+    live(
+        "depth_stamp_tolerance_s",
+        "Pair depth with the colour frame nearest in stamp within this many seconds.",
+        low=0.0,
+        high=1.0,
+    ),
+    live("depth_wait_s", "Seconds a frame waits for its depth.", low=0.0, high=1.0),
+    fixed(
+        "proposer",
+        "Built-in region proposer without detections: colour blobs, or depth (plane + components).",
+        choices=("color", "depth"),
+    ),
     fixed(
         "reliability",
         "Image subscription reliability.",
@@ -140,7 +154,12 @@ PERCEPTION_PARAMS = (
     live("relation_threshold", "Relation holds at this score.", low=0.0, high=1.0),
     live("top_k_labels", "Category candidates per object.", low=1, high=20),
     live("publish_annotated", "Publish annotated images."),
-    live("annotated_relations", "Relations drawn on annotated images.", low=0, high=50),
+    live("publish_detections_2d", "Publish vision_msgs/Detection2DArray."),
+    live("publish_detections_3d", "Publish vision_msgs/Detection3DArray (cameras with depth)."),
+    live("publish_markers", "Publish visualization_msgs/MarkerArray for RViz."),
+    live(
+        "annotated_relations", "Relations drawn on annotated images and as markers.", low=0, high=50
+    ),
     fixed("diagnostics_period_s", "Seconds between diagnostics.", low=0.1, high=60.0),
 )
 SPECS = {p.name: p for p in PERCEPTION_PARAMS}

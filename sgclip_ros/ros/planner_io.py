@@ -11,9 +11,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
 
 from sgclip_ros.action import Plan
-from sgclip_ros.core.scene_graph import SceneGraph
+from sgclip_ros.core.scene_graph import SceneGraph, Vec3
 from sgclip_ros.msg import PlannedAction
 from sgclip_ros.planner.core import PlannedAction as CorePlannedAction
 from sgclip_ros.planner.core import PlanOutcome
@@ -94,7 +95,25 @@ def planned_action_msg(
     )
     msg.header.stamp = time_from_ns(now_ns)
     msg.header.frame_id = planned.frame_id
+    _fill_positions(msg, planned)
     return msg
+
+
+def _fill_positions(msg: PlannedAction, planned: CorePlannedAction) -> None:
+    """The 3D targets: one entry per object id (zeros where unknown), then position arguments."""
+    known = dict(zip(planned.action.object_ids, planned.object_positions))
+    targets = [known.get(i) for i in planned.action.object_ids]
+    msg.has_position = [p is not None for p in targets]
+    msg.positions = [_point(p) for p in targets]
+    msg.position_args = [name for name, _ in planned.action.positions]
+    msg.position_values = [_point(p) for _, p in planned.action.positions]
+    # The graph's frame, like header.frame_id; a field of its own so the positions say it.
+    msg.positions_frame_id = planned.frame_id
+
+
+def _point(v: Vec3 | None) -> Point:
+    x, y, z = v if v is not None else (0.0, 0.0, 0.0)
+    return Point(x=float(x), y=float(y), z=float(z))
 
 
 def plan_result(outcome: PlanOutcome) -> Plan.Result:

@@ -23,11 +23,12 @@ def is_compressed_topic(resolved: str) -> bool:
     return resolved.rstrip("/").endswith("/compressed")
 
 
-def annotated_topic_for(resolved_camera: str) -> str:
-    """The annotated-image topic beside a camera: /robot1/front/image_raw ->
-    /robot1/front/annotated_image (a compressed camera's transport suffix is dropped first)."""
+def annotated_topic_for(resolved_camera: str, leaf: str = "annotated_image") -> str:
+    """An output topic beside a camera: /robot1/front/image_raw -> /robot1/front/annotated_image
+    (a compressed camera's transport suffix is dropped first)."""
     name = resolved_camera.rstrip("/")
     if is_compressed_topic(name):
         name = name.rsplit("/", 1)[0]
     parent = name.rsplit("/", 1)[0]
-    return f"{parent}/annotated_image" if parent else f"{name}_annotated"
+    # A top-level camera (/cam) gets a suffix instead: /cam_annotated, /cam_detections_3d.
+    return f"{parent}/{leaf}" if parent else f"{name}_{leaf.removesuffix('_image')}"

@@ -1,0 +1,128 @@
+"""The depth and standard-output live parameters of the perception node, each with its effect
+(the `effect_of` registry of test_live_params covers these too)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import CameraInfo, Image
+from test_live_params import Rig, effect_of
+from test_perception_depth_node import _depth_mm, _depth_msg, _info
+
+pytestmark = pytest.mark.usefixtures("needs_install")
+
+CAM, DEPTH, INFO = "/camera/image_raw", "/camera/depth", "/camera/camera_info"
+RGBD = {"depth_topics": [DEPTH], "camera_info_topics": [INFO], "depth_wait_s": 0.0}
+
+
+@pytest.fixture
+def rgbd(tmp_path, ros_domain, request):
+    rig = Rig(tmp_path, ros_domain, **{**RGBD, **getattr(request, "param", {})})
+    rig.depth = rig.client.publisher(Image, DEPTH)
+    rig.info = rig.client.publisher(CameraInfo, INFO)
+    assert rig.client.spin_until(
+        lambda: rig.depth.get_subscription_count() and rig.info.get_subscription_count(), 20
+    )
+    rig.info.publish(_info(0))
+    yield rig
+    rig.close()
+
+
+def _problems(rig, reason: str) -> int:
+    return rig.node.node.worker.depth.problems.get(CAM, {}).get(reason, 0)
+
+
+def _positioned_graph_after(rig, stamp: int) -> bool:
+    return any(o.has_position for g in rig.graphs_after(stamp) for o in g.objects)
+
+
+@effect_of("depth_wait_s")
+def test_depth_wait_s(rgbd):
+    """Depth that comes 0.3 s after its colour frame: missed without waiting (the depth is sent
+    only once the frame's graph is out), used with a 1 s wait."""
+    stamp = rgbd.send()
+    assert rgbd.client.spin_until(lambda: rgbd.graphs_after(stamp), 10)
+    rgbd.depth.publish(_depth_msg(_depth_mm(rgbd.t - 1), stamp))
+    assert not _positioned_graph_after(rgbd, stamp)
+    assert _problems(rgbd, "depth_missing") == 1
+    ok, reason = rgbd.set("depth_wait_s", 1.0)
+    assert ok, reason
+    stamp = rgbd.send()
+    rgbd.client.spin_for(0.3)
+    rgbd.depth.publish(_depth_msg(_depth_mm(rgbd.t - 1), stamp))
+    assert rgbd.client.spin_until(lambda: _positioned_graph_after(rgbd, stamp), 10)
+    assert _problems(rgbd, "depth_missing") == 1
+
+
+@effect_of("depth_stamp_tolerance_s")
+@pytest.mark.parametrize("rgbd", [{"depth_stamp_tolerance_s": 0.0}], indirect=True)
+def test_depth_stamp_tolerance_s(rgbd):
+    """Depth stamped 5 ms before its colour frame (separate sensors): paired within 10 ms."""
+
+    def offset_frame() -> int:
+        stamp = time.time_ns()
+        rgbd.depth.publish(_depth_msg(_depth_mm(rgbd.t), stamp - 5_000_000))
+        rgbd.client.spin_for(0.05)
+        return rgbd.send(stamp)
+
+    stamp = offset_frame()
+    assert rgbd.client.spin_until(lambda: rgbd.graphs_after(stamp), 10)
+    assert not _positioned_graph_after(rgbd, stamp)
+    ok, reason = rgbd.set("depth_stamp_tolerance_s", 0.01)
+    assert ok, reason
+    stamp = offset_frame()
+    assert rgbd.client.spin_until(lambda: _positioned_graph_after(rgbd, stamp), 10)
+
+
+def _output_appears(rig, param: str, kind, topic: str) -> None:
+    received = rig.client.subscribe(kind, topic)
+
+    def feed() -> bool:
+        return rig.feed_until(lambda: len(received) > 0, timeout=3.0)
+
+    stamp = rig.send()
+    rig.depth.publish(_depth_msg(_depth_mm(rig.t - 1), stamp))
+    assert rig.client.spin_until(lambda: len(rig.graphs) >= 1, 10)
+    rig.client.spin_for(0.5)
+    assert not received, f"{topic} published while {param} is off"
+    ok, reason = rig.set(param, True)
+    assert ok, reason
+    assert feed(), f"nothing on {topic} after {param}:=true"
+
+
+@effect_of("publish_detections_2d")
+def test_publish_detections_2d(rgbd):
+    from vision_msgs.msg import Detection2DArray
+
+    _output_appears(rgbd, "publish_detections_2d", Detection2DArray, "/detections_2d")
+
+
+@effect_of("publish_detections_3d")
+@pytest.mark.parametrize("rgbd", [{"depth_wait_s": 1.0}], indirect=True)
+def test_publish_detections_3d(rgbd):
+    from vision_msgs.msg import Detection3DArray
+
+    received = rgbd.client.subscribe(Detection3DArray, "/detections_3d")
+    ok, reason = rgbd.set("publish_detections_3d", True)
+    assert ok, reason
+    stamp = rgbd.send()
+    rgbd.depth.publish(_depth_msg(_depth_mm(rgbd.t - 1), stamp))
+    assert rgbd.client.spin_until(lambda: any(m.detections for m in received), 10)
+    assert all(np.isfinite(d.bbox.center.position.z) for m in received for d in m.detections)
+    ok, _ = rgbd.set("publish_detections_3d", False)
+    rgbd.client.spin_for(0.5)
+    count = len(received)
+    stamp = rgbd.send()
+    rgbd.depth.publish(_depth_msg(_depth_mm(rgbd.t - 1), stamp))
+    assert rgbd.client.spin_until(lambda: rgbd.graphs_after(stamp), 10)
+    rgbd.client.spin_for(0.3)
+    assert ok and len(received) == count
+
+
+@effect_of("publish_markers")
+def test_publish_markers(rgbd):
+    from visualization_msgs.msg import MarkerArray
+
+    _output_appears(rgbd, "publish_markers", MarkerArray, "/scene_graph_markers")
