@@ -6,10 +6,14 @@ listener, as processes.
 
 Needs no camera, GPU, network or LLM. Config and models come from the package share folder
 (`sgclip_ros.ros.params.share_dir()`: share/sgclip_ros when installed, else the source tree).
-Writes `--out` (relative to the current directory): annotated frames (PNG), a contact sheet and
-the scene graphs as JSONL. An earlier demo output there (it carries a `.sgclip_demo_out` file) is
-replaced; any other non-empty folder is refused and left alone. Uses models/shapes_default when
-it exists, else a clearly labelled untrained tiny model. The child processes run this
+Two cameras feed one node: the ShapesWorld clip, and an RGB-D camera (solids on a floor, with
+aligned depth and CameraInfo) whose graphs carry 3D positions and metric relations. Writes
+`--out` (relative to the current directory): annotated frames (PNG), a contact sheet, the scene
+graphs of both cameras as JSONL, and for the RGB-D camera `scene_3d.png`: its contact sheet
+next to a top-down plot of the object positions and metric relations. An earlier demo output
+there (it carries a `.sgclip_demo_out` file) is replaced; any other non-empty folder is refused
+and left alone. Uses models/shapes_default when it exists, else a clearly labelled untrained tiny
+model. The child processes run this
 interpreter on the same copy of sgclip_ros as the demo itself (source tree or install space),
 from inside the output folder.
 """
@@ -37,15 +41,27 @@ UNTRAINED = "untrained-tiny"
 MARKER = ".sgclip_demo_out"
 
 
+CAMERA, RGBD_CAMERA = "/camera/image_raw", "/rgbd/color/image_raw"
+RGBD_DEPTH, RGBD_INFO = "/rgbd/depth/image_raw", "/rgbd/camera_info"
+
+
 def demo_params(out: Path, model_dir: str, share: Path) -> Path:
-    """The shipped defaults, plus annotated output and the demo's model."""
+    """The shipped defaults, plus annotated output, the demo's model and its two cameras: the
+    ShapesWorld camera, and an RGB-D camera whose depth gives positions and metric relations."""
     params = load_defaults(share / "config" / "sgclip.yaml")
     params.update(
         publish_annotated=True,
+        publish_markers=True,
+        publish_detections_3d=True,
         model_root=str(share / "models"),
         model_dir=model_dir,
         reliability="reliable",
-        cameras=["/camera/image_raw"],
+        cameras=[CAMERA, RGBD_CAMERA],
+        detections=["", ""],
+        depth_topics=["", RGBD_DEPTH],
+        camera_info_topics=["", RGBD_INFO],
+        proposer="depth",  # on frames with depth; the ShapesWorld camera keeps colour blobs
+        concepts_file="config/concepts/shapes_3d.yaml",
     )
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
@@ -113,29 +129,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     recorder = start_module(
         "sgclip_ros.tools.demo_recorder",
-        ["--out", str(out), "--duration", str(args.timeout), "--idle", "4"],
+        ["--out", str(out), "--duration", str(args.timeout), "--idle", "4",
+         "--image-topic", "/camera/annotated_image", "--rgbd-camera", RGBD_CAMERA,
+         "--rgbd-image-topic", "/rgbd/color/annotated_image"],
         env,
         **popen,
     )
-    camera = start_module(
-        "sgclip_ros.tools.replay",
-        ["--frames", str(args.frames), "--rate", str(args.rate)],
-        env,
-        **popen,
-    )
+    replay = ["--frames", str(args.frames), "--rate", str(args.rate)]
+    cameras = [
+        start_module("sgclip_ros.tools.replay", [*replay, "--topic", CAMERA], env, **popen),
+        start_module(
+            "sgclip_ros.tools.replay",
+            [*replay, "--topic", RGBD_CAMERA, "--depth", "--depth-topic", RGBD_DEPTH,
+             "--info-topic", RGBD_INFO, "--frame-id", "rgbd_color_optical_frame"],
+            env,
+            **popen,
+        ),
+    ]
     try:
-        camera.wait(args.timeout)
+        for camera in cameras:
+            camera.wait(args.timeout)
         code = recorder.wait(max(5.0, args.timeout - (time.monotonic() - start)))
     except subprocess.TimeoutExpired:
         print("demo: timed out", flush=True)
         code = 1
     finally:
-        for proc in (camera, recorder, node):
+        for proc in (*cameras, recorder, node):
             stop(proc)
     sheet = out / "contact_sheet.png"
     print(
         f"demo: model {model_dir} from {share / 'models'}; outputs in {out}/ "
-        f"(scene_graphs.jsonl, frames/, {sheet.name if sheet.exists() else 'no contact sheet'}); "
+        f"(scene_graphs.jsonl, frames/, {sheet.name if sheet.exists() else 'no contact sheet'}, "
+        f"3D: {'scene_3d.png' if (out / 'scene_3d.png').exists() else 'no scene_3d.png'}); "
         f"{time.monotonic() - start:.0f} s",
         flush=True,
     )

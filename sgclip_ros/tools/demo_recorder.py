@@ -2,10 +2,13 @@
 
     ros2 run sgclip_ros demo_recorder [--out demo_out] [--graph-topic /scene_graph]
         [--image-topic /annotated_image] [--duration 60] [--idle 5]
+        [--rgbd-camera TOPIC --rgbd-image-topic TOPIC]
 
 Writes OUT/scene_graphs.jsonl, OUT/frames/NNNN.png (annotated frames) and, when it stops,
-OUT/contact_sheet.png; OUT is relative to the current directory. Started by the demo
-(`sgclip_ros.tools.demo`), or alone beside a running perception node.
+OUT/contact_sheet.png; OUT is relative to the current directory. With an RGB-D camera, its
+annotated frames go to OUT/frames_3d/, and OUT/topdown.png (the newest graph with positions,
+seen from above) and OUT/scene_3d.png (its contact sheet next to the top-down plot) are added.
+Started by the demo (`sgclip_ros.tools.demo`), or alone beside a running perception node.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sensor_msgs.msg import Image
 
 from sgclip_ros.core.annotate import contact_sheet
 from sgclip_ros.core.scene_text import format_scene_graph
+from sgclip_ros.core.topdown import draw_topdown, side_by_side
 from sgclip_ros.msg import SceneGraph
 from sgclip_ros.nodes.lifecycle_main import ignore_further_interrupts
 from sgclip_ros.ros.conversions import scene_graph_from_msg
@@ -32,15 +36,21 @@ from sgclip_ros.ros.image_conversion import image_to_rgb
 class DemoRecorder:
     """Collects graphs and annotated frames of one node run."""
 
-    def __init__(self, node, out: Path, graph_topic: str, image_topic: str):
+    def __init__(self, node, out: Path, graph_topic: str, image_topic: str,
+                 rgbd_camera: str = "", rgbd_image_topic: str = ""):
         self.out = out
         (out / "frames").mkdir(parents=True, exist_ok=True)
         self.jsonl = open(out / "scene_graphs.jsonl", "w", encoding="utf-8")
         self.graphs = 0
         self.images: list = []
+        self.images_3d: list = []
+        self.rgbd_camera, self.last_3d = rgbd_camera, None
         qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(SceneGraph, graph_topic, self.on_graph, qos)
         node.create_subscription(Image, image_topic, self.on_image, qos)
+        if rgbd_image_topic:
+            (out / "frames_3d").mkdir(exist_ok=True)
+            node.create_subscription(Image, rgbd_image_topic, self.on_image_3d, qos)
 
     def on_graph(self, msg: SceneGraph) -> None:
         graph = scene_graph_from_msg(msg)
@@ -51,21 +61,40 @@ class DemoRecorder:
             flush=True,
         )
         print(format_scene_graph(graph, max_relations=8), flush=True)
+        if graph.camera == self.rgbd_camera and any(o.has_position for o in graph.objects):
+            self.last_3d = graph
         self.jsonl.write(json.dumps(graph.to_dict()) + "\n")
         self.jsonl.flush()
 
     def on_image(self, msg: Image) -> None:
+        self._save(msg, self.images, "frames")
+
+    def on_image_3d(self, msg: Image) -> None:
+        self._save(msg, self.images_3d, "frames_3d")
+
+    def _save(self, msg: Image, images: list, folder: str) -> None:
         rgb = image_to_rgb(msg, 0)
-        self.images.append(rgb)
-        path = self.out / "frames" / f"{len(self.images):04d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        images.append(rgb)
+        _write(self.out / folder / f"{len(images):04d}.png", rgb)
 
     def close(self) -> None:
         self.jsonl.close()
         if self.images:
-            step = max(1, len(self.images) // 12)
-            sheet = contact_sheet(self.images[::step][:12], columns=4, tile_width=320)
-            cv2.imwrite(str(self.out / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+            _write(self.out / "contact_sheet.png", _sheet(self.images))
+        if self.last_3d is not None:
+            topdown = draw_topdown(self.last_3d)
+            _write(self.out / "topdown.png", topdown)
+            if self.images_3d:
+                _write(self.out / "scene_3d.png", side_by_side(_sheet(self.images_3d), topdown))
+
+
+def _sheet(images: list):
+    step = max(1, len(images) // 12)
+    return contact_sheet(images[::step][:12], columns=4, tile_width=320)
+
+
+def _write(path: Path, rgb) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph-topic", default="/scene_graph")
     parser.add_argument("--image-topic", default="/annotated_image")
     parser.add_argument("--duration", type=float, default=60.0, help="stop after S seconds")
+    parser.add_argument("--rgbd-camera", default="", help="camera whose graphs have positions")
+    parser.add_argument("--rgbd-image-topic", default="", help="its annotated images")
     parser.add_argument(
         "--idle",
         type=float,
@@ -85,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rclpy.init(args=argv)
     node = rclpy.create_node("sgclip_demo_recorder")
-    recorder = DemoRecorder(node, Path(args.out), args.graph_topic, args.image_topic)
+    recorder = DemoRecorder(
+        node, Path(args.out), args.graph_topic, args.image_topic,
+        args.rgbd_camera, args.rgbd_image_topic,
+    )
     start = last = time.monotonic()
     seen = 0
     try:
@@ -103,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     print(
-        f"recorder: {recorder.graphs} scene graphs, {len(recorder.images)} annotated frames "
-        f"in {args.out}/",
+        f"recorder: {recorder.graphs} scene graphs, {len(recorder.images)} annotated frames, "
+        f"{len(recorder.images_3d)} RGB-D frames in {args.out}/",
         flush=True,
     )
     return 0 if recorder.graphs else 1
