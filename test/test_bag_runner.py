@@ -277,7 +277,7 @@ def test_rosbags_message_equals_the_rclpy_converters(needs_install):
     from sgclip_ros.tools.sample_graph import sample_scene_graph
 
     store = runner.make_typestore()
-    graph = sample_scene_graph(n_frames=5, seq=2)
+    graph = sample_scene_graph(n_frames=5, seq=2, positions=True)
     # Rounding and clamping of boxes must agree too.
     graph.objects[0].observations[0].box = Box(-3.4, 2.5, 10.6, 7.49)
     ours = store.serialize_cdr(runner.graph_to_rosbags(store, graph), runner.SCENE_GRAPH)

@@ -61,6 +61,24 @@ def _roi(store, box):
     return roi(x_offset=x1, y_offset=y1, height=y2 - y1, width=x2 - x1, do_rectify=False)
 
 
+def _vec(store, kind: str, v):
+    x, y, z = v if v is not None else (0.0, 0.0, 0.0)
+    return store.types[f"geometry_msgs/msg/{kind}"](x=float(x), y=float(y), z=float(z))
+
+
+def _observation(store, ob):
+    return store.types[f"{PACKAGE}/msg/ObjectObservation"](
+        frame_index=int(ob.frame_index),
+        box=_roi(store, ob.box),
+        confidence=float(ob.confidence),
+        has_position=ob.has_position,
+        position=_vec(store, "Point", ob.position),
+        extent_min=_vec(store, "Point", ob.extent_min),
+        extent_max=_vec(store, "Point", ob.extent_max),
+        depth_confidence=float(ob.depth_confidence),
+    )
+
+
 def _object(store, obj):
     t = store.types
     return t[f"{PACKAGE}/msg/SceneObject"](
@@ -72,14 +90,11 @@ def _object(store, obj):
             for lp in obj.labels
         ],
         detector_label=obj.detector_label,
-        observations=[
-            t[f"{PACKAGE}/msg/ObjectObservation"](
-                frame_index=int(ob.frame_index),
-                box=_roi(store, ob.box),
-                confidence=float(ob.confidence),
-            )
-            for ob in obj.observations
-        ],
+        observations=[_observation(store, ob) for ob in obj.observations],
+        has_position=obj.has_position,
+        position=_vec(store, "Point", obj.position),
+        has_velocity=obj.velocity is not None,
+        velocity=_vec(store, "Vector3", obj.velocity),
     )
 
 
