@@ -20,6 +20,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from sgclip_ros.core.scene_graph import Box, SceneGraph
 from sgclip_ros.tools import bag as runner
+from sgclip_ros.tools.bag_messages import package_path
 
 REPO = Path(__file__).resolve().parent.parent
 RAW, COMPRESSED = "/cam_a/image_raw", "/cam_b/image_raw/compressed"
@@ -287,14 +288,14 @@ def test_rosbags_message_equals_the_rclpy_converters(needs_install):
 
 def test_registered_type_hash_matches_the_colcon_build(needs_install):
     store = runner.make_typestore()
-    description = json.loads(runner.package_path("msg/SceneGraph.json").read_text())
+    description = json.loads(package_path("msg/SceneGraph.json").read_text())
     hashes = {h["type_name"]: h["hash_string"] for h in description["type_hashes"]}
     assert store.hash_rihs01(runner.SCENE_GRAPH) == hashes[runner.SCENE_GRAPH]
 
 
 def test_inference_failures_are_counted_not_fatal():
     class FailingPredictor:
-        def add_frame(self, *args):
+        def add_frames(self, *args):
             raise RuntimeError("CUDA out of memory")
 
     scene = _scene()
@@ -379,7 +380,7 @@ def test_the_shipped_model_loads_from_the_repository_root(tmp_path):
 def test_a_bare_model_name_falls_back_to_the_package_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no shapes_default here
     choice, folder = runner.load_backend(_model_args("shapes_default"))
-    assert Path(folder) == runner.package_path("models/shapes_default").resolve()
+    assert Path(folder) == package_path("models/shapes_default").resolve()
     assert not choice.untrained and choice.backend.name == "torch"
     with pytest.raises(FileNotFoundError, match="models/nothing_like_this"):
         runner.load_backend(_model_args("nothing_like_this"))

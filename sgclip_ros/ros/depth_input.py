@@ -103,6 +103,9 @@ class DepthInput:
             self._cameras[camera].ring.append((stamp_ns, msg))
             self._cond.notify_all()
 
+    def has_info(self, camera: str) -> bool:
+        return self._cameras[camera].info is not None
+
     def put_info(self, camera: str, msg) -> None:
         with self._cond:
             self._cameras[camera].info = msg

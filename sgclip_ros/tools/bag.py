@@ -3,6 +3,7 @@
     ros2 run sgclip_ros bag_runner --in BAG --out BAG [--jsonl FILE] [--topics T1,T2]
         [--model-dir DIR | --untrained-tiny] [--backend auto|torch|onnxruntime|aoti|tensorrt]
         [--device auto|cpu|cuda|cuda:N] [--detections D1,D2 [--detection-tolerance-s S]]
+        [--depth D1,D2 --camera-info C1,C2 [--depth-tolerance-s S]]
         [--concepts YAML] [--window N] [--stride N]
     python -m sgclip_ros.tools.bag ...   (the same, from a source tree)
 
@@ -22,13 +23,18 @@ Detections: `--detections` names one vision_msgs/msg/Detection2DArray topic of t
 `--topics` entry (same order); each frame uses the set with its header stamp (or the nearest
 within `--detection-tolerance-s`) instead of the built-in proposer. A frame without one is
 rejected as `no_detections`, as in the node (see `sgclip_ros.tools.bag_detections`).
+
+Depth: `--depth` and `--camera-info` name, per `--topics` entry, an aligned depth Image topic
+(16UC1 mm or 32FC1 m) and the colour camera's CameraInfo topic ("" for none). Objects then get
+3D positions, and a concept file with a `geometry:` section gets metric relations. Depth is
+paired by stamp (nearest within `--depth-tolerance-s`); bad or missing depth is counted by
+reason and the frame goes on without positions, as in the node (`sgclip_ros.tools.bag_depth`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,6 +44,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import TypesysError
 from tqdm import tqdm
 
+from sgclip_ros.core.frame_encoder import FrameInput
 from sgclip_ros.core.input_checks import (
     DEFAULT_MAX_PIXELS,
     DropCounter,
@@ -45,68 +52,21 @@ from sgclip_ros.core.input_checks import (
     StampGuard,
 )
 from sgclip_ros.core.scene_graph import SceneGraph
+from sgclip_ros.ros.depth_input import DepthRejected
 from sgclip_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from sgclip_ros.tools.bag_depth import BagDepth, pair_depth_topics
 from sgclip_ros.tools.bag_detections import DetectionIndex, pair_topics, read_detections
 from sgclip_ros.tools.bag_messages import (
     SCENE_GRAPH,
     graph_to_rosbags,
     make_typestore,
-    package_path,
 )
+from sgclip_ros.tools.bag_model import load_backend, make_predictor
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 OUTPUT_TOPIC = "/sgclip/scene_graph"
 _NS = 1_000_000_000
-
-
-# ---- model ------------------------------------------------------------------------------------
-def resolve_model_dir(text: str) -> tuple[str, str]:
-    """(model_root, model_dir) for load_backend: see the module docstring."""
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return os.path.realpath(path), "."
-    if path.exists():
-        raise ValueError(f"--model-dir {text}: {path.absolute()} is not a folder")
-    looked = [str(path.absolute())]
-    if "/" not in text and os.sep not in text and text not in (".", ".."):
-        try:
-            shipped = package_path(f"models/{text}")
-        except FileNotFoundError as exc:
-            looked.append(str(exc).split(" not found in ", 1)[-1])
-        else:
-            return str(shipped.parent), text
-    raise FileNotFoundError(f"--model-dir {text}: no such folder (looked in {'; '.join(looked)})")
-
-
-def load_backend(args):
-    """(BackendChoice, model folder or "") from --model-dir (manifest-checked) or tiny."""
-    from sgclip_ros.core.backend_select import UNTRAINED_TINY
-    from sgclip_ros.core.backend_select import load_backend as select_backend
-
-    if args.untrained_tiny or args.model_dir == UNTRAINED_TINY:
-        print(
-            "WARNING: using an UNTRAINED sgclip-tiny model (random weights, seed 0): the graphs "
-            "have the right structure and stamps, but labels and relations are meaningless.",
-            file=sys.stderr,
-        )
-        root, name = "", UNTRAINED_TINY
-    else:
-        root, name = resolve_model_dir(args.model_dir)
-    choice = select_backend(args.backend, root, name, args.device)
-    for reason in choice.fallbacks:
-        print(f"bag: backend fallback: {reason}", file=sys.stderr)
-    return choice, (os.path.realpath(os.path.join(root, name)) if root else "")
-
-
-def make_predictor(args, backend):
-    from sgclip_ros.core.concepts import load_concepts
-    from sgclip_ros.core.predictor import PredictorConfig, SGClipPredictor
-    from sgclip_ros.core.window import WindowConfig
-
-    concepts = load_concepts(args.concepts or package_path("config/concepts/shapes.yaml"))
-    window = WindowConfig(size=args.window, stride=args.stride)
-    return SGClipPredictor(backend, concepts, PredictorConfig(window=window))
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -167,38 +127,81 @@ class Runner:
         jsonl=None,
         detections: dict[str, DetectionIndex] | None = None,
         tolerance_ns: int = 0,
+        depth: BagDepth | None = None,
     ):
         self.store, self.predictor = store, predictor
         self.writer, self.out_conn = writer, out_conn
         self.max_pixels, self.jsonl = max_pixels, jsonl
         self.detections, self.tolerance_ns = detections or {}, tolerance_ns
         self.guards: dict[str, StampGuard] = {}
+        self.depth = depth
         self.stats = RunStats()
 
-    def frame(self, conn, log_ns: int, raw) -> None:
+    def message(self, conn, log_ns: int, raw) -> None:
+        """Any selected message: an image, or a depth or CameraInfo message of a camera."""
+        if self.depth is not None and conn.topic in self.depth.side:
+            self._side(conn, raw)
+            return
+        if self.depth is None or not self.depth.holds(conn.topic):
+            self.frame(conn, log_ns, raw)
+            return
         self.stats.frames_read += 1
+        try:
+            msg = self._deserialize(conn, raw)
+        except FrameRejected as exc:
+            self._reject(conn.topic, exc)
+            return
+        for item in self.depth.hold(conn.topic, _stamp(msg), (conn, log_ns, msg)):
+            self.frame(*item, counted=True)
+
+    def _side(self, conn, raw) -> None:
+        image, _ = self.depth.side[conn.topic]
+        try:
+            msg = self._deserialize(conn, raw)
+        except FrameRejected:
+            self.depth.input.count(image, "depth_malformed")
+            return
+        for item in self.depth.add_side(conn.topic, _stamp(msg), msg):
+            self.frame(*item, counted=True)
+
+    def finish(self) -> None:
+        """The bag ended: images still waiting for depth are processed with what there is."""
+        for item in self.depth.flush() if self.depth is not None else []:
+            self.frame(*item, counted=True)
+
+    def frame(self, conn, log_ns: int, raw, counted: bool = False) -> None:
+        """One image (raw bytes, or a message already read when ``counted``)."""
+        if not counted:
+            self.stats.frames_read += 1
         try:
             graph = self._predict(conn, raw)
         except FrameRejected as exc:
-            if not self.stats.drops.count(conn.topic, exc.reason):
-                # The first of each kind is shown; the rest are counted for the summary.
-                tqdm.write(f"bag: {conn.topic}: rejected: {exc}", file=sys.stderr)
-            self.stats.drops.add(conn.topic, exc.reason)
+            self._reject(conn.topic, exc)
             return
         self.stats.frames_processed += 1
         if graph is not None:
             self._write(graph, log_ns)
 
-    def _predict(self, conn, raw) -> SceneGraph | None:
+    def _reject(self, topic: str, exc: FrameRejected) -> None:
+        if not self.stats.drops.count(topic, exc.reason):
+            # The first of each kind is shown; the rest are counted for the summary.
+            tqdm.write(f"bag: {topic}: rejected: {exc}", file=sys.stderr)
+        self.stats.drops.add(topic, exc.reason)
+
+    def _deserialize(self, conn, raw):
         try:
-            msg = self.store.deserialize_cdr(raw, conn.msgtype)
+            return self.store.deserialize_cdr(raw, conn.msgtype)
         except Exception as exc:  # any decoder error means the stored bytes are unusable
             raise FrameRejected("bad_message", f"cannot deserialise {conn.msgtype}: {exc}") from exc
+
+    def _predict(self, conn, raw) -> SceneGraph | None:
+        msg = raw if not isinstance(raw, (bytes, bytearray, memoryview)) else None
+        msg = msg or self._deserialize(conn, raw)
         if conn.msgtype == IMAGE:
             rgb = image_to_rgb(msg, self.max_pixels)
         else:
             rgb = compressed_to_rgb(msg, self.max_pixels)
-        stamp_ns = int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
+        stamp_ns = _stamp(msg)
         # Offline there is no clock to compare with (now = 0): only the order is checked.
         self.guards.setdefault(conn.topic, StampGuard(0.0, 0.0)).check(stamp_ns, 0)
         regions = None  # None: the built-in proposer
@@ -209,10 +212,24 @@ class Runner:
                 raise FrameRejected(
                     "no_detections", f"no {index.topic} detection set for stamp {stamp_ns} ns"
                 )
+        depth, intrinsics = self._depth(conn.topic, stamp_ns, rgb)
+        item = FrameInput(
+            conn.topic, rgb, stamp_ns, regions, msg.header.frame_id, depth, intrinsics
+        )
         try:
-            return self.predictor.add_frame(conn.topic, rgb, stamp_ns, regions, msg.header.frame_id)
+            return self.predictor.add_frames([item])[0]
         except (ValueError, RuntimeError) as exc:  # e.g. a backend failure on one frame
             raise FrameRejected("inference_error", f"inference failed: {exc}") from exc
+
+    def _depth(self, topic: str, stamp_ns: int, rgb) -> tuple:
+        if self.depth is None or not self.depth.holds(topic):
+            return None, None
+        try:
+            return self.depth.input.lookup(topic, stamp_ns, rgb.shape[1], rgb.shape[0])
+        except DepthRejected as exc:
+            if self.depth.input.problems[topic].get(exc.reason) == 1:
+                tqdm.write(f"bag: {topic}: frame without depth: {exc}", file=sys.stderr)
+            return None, None
 
     def _write(self, graph: SceneGraph, log_ns: int) -> None:
         data = self.store.serialize_cdr(graph_to_rosbags(self.store, graph), SCENE_GRAPH)
@@ -238,7 +255,8 @@ def _feed(reader, conns, runner: Runner, progress: bool) -> bool:
     )
     try:
         for conn, log_ns, raw in bar:
-            runner.frame(conn, log_ns, raw)
+            runner.message(conn, log_ns, raw)
+        runner.finish()
     except KeyboardInterrupt:
         return True  # the caller still closes the output: graphs written so far stay usable
     finally:
@@ -255,13 +273,17 @@ def run(args) -> dict:
         raise FileExistsError(f"output bag {out_path} exists already; not overwriting")
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
     pairs = pair_topics(topics or [], args.detections)
-    if not (args.detection_tolerance_s >= 0):  # also refuses nan
-        raise ValueError(f"--detection-tolerance-s must be >= 0, got {args.detection_tolerance_s}")
+    for name in ("detection_tolerance_s", "depth_tolerance_s"):
+        if not (getattr(args, name) >= 0):  # also refuses nan
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be >= 0, got {getattr(args, name)}")
+    depth_pairs = pair_depth_topics(topics or [], args.depth, args.camera_info)
     store = make_typestore()
     storage = StoragePlugin[args.storage.upper()] if args.storage else storage_of(in_path)
     with ExitStack() as stack:
         reader = stack.enter_context(Reader(in_path))
         conns = select_connections(reader, topics)
+        conns += side_connections(reader, depth_pairs)
         detections = read_detections(reader, pairs)
         choice, model_dir = load_backend(args)
         predictor = make_predictor(args, choice.backend)
@@ -269,11 +291,16 @@ def run(args) -> dict:
         writer = stack.enter_context(Writer(out_path, version=8, storage_plugin=storage))
         out_conn = writer.add_connection(OUTPUT_TOPIC, SCENE_GRAPH, typestore=store)
         tolerance_ns = int(round(args.detection_tolerance_s * _NS))
+        depth = BagDepth(depth_pairs, args.depth_tolerance_s) if depth_pairs else None
         runner = Runner(
-            store, predictor, writer, out_conn, args.max_pixels, jsonl, detections, tolerance_ns
+            store, predictor, writer, out_conn, args.max_pixels, jsonl, detections, tolerance_ns,
+            depth,
         )
         interrupted = _feed(reader, conns, runner, progress=not args.no_progress)
-    summary = runner.stats.to_dict(sorted({c.topic for c in conns}))
+    images = sorted({c.topic for c in conns if c.msgtype in (IMAGE, COMPRESSED)} - set(
+        runner.depth.side if runner.depth else ()
+    ))
+    summary = runner.stats.to_dict(images)
     drops = runner.stats.drops
     summary.update(
         storage=storage.name.lower(),
@@ -291,10 +318,25 @@ def run(args) -> dict:
             image: {**index.summary(), "no_detections": drops.count(image, "no_detections")}
             for image, index in detections.items()
         },
+        depth=runner.depth.summary() if runner.depth else {},
         output=str(out_path),
         interrupted=interrupted,
     )
     return summary
+
+
+def side_connections(reader, pairs: dict) -> list:
+    """The connections of the depth and CameraInfo topics; a missing one is named."""
+    wanted = {t for pair in pairs.values() for t in pair}
+    conns = [c for c in reader.connections if c.topic in wanted]
+    missing = sorted(wanted - {c.topic for c in conns})
+    if missing:
+        raise ValueError(f"no depth/camera info topic(s) {missing} in the bag")
+    return conns
+
+
+def _stamp(msg) -> int:
+    return int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
 
 
 def format_summary(summary: dict) -> str:
@@ -306,6 +348,10 @@ def format_summary(summary: dict) -> str:
     for topic, reasons in summary["rejected"].items():
         detail = ", ".join(f"{r} x{n}" for r, n in sorted(reasons.items())) or "none"
         lines.append(f"bag: {topic}: rejected {sum(reasons.values())} ({detail})")
+    for topic, d in summary.get("depth", {}).items():
+        problems = ", ".join(f"{r} x{n}" for r, n in sorted(d["problems"].items())) or "none"
+        lines.append(f"bag: {topic}: depth from {d['depth']}: {d['paired']} frames paired, "
+                     f"problems: {problems}")
     for topic, det in summary.get("detections", {}).items():
         lines.append(
             f"bag: {topic}: detections from {det['topic']}: {det['sets']} sets read "
@@ -364,6 +410,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="match the nearest detection set within S seconds (default 0: exact stamps)",
+    )
+    p.add_argument("--depth", help="aligned depth Image topics, one per --topics entry")
+    p.add_argument("--camera-info", help="CameraInfo topics, one per --topics entry")
+    p.add_argument(
+        "--depth-tolerance-s",
+        type=float,
+        default=0.02,
+        help="pair the nearest depth within S seconds (default 0.02)",
     )
     p.add_argument("--summary-json", help="write the run summary as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
