@@ -58,7 +58,7 @@ def test_bench_geometry_writes_plausible_figures(tmp_path):
 
 def test_failed_goals_names_each_goal_missed():
     good = {"centroid_err_median": 0.01, "centroid_err_p95": 0.05, "relation_precision": 0.97,
-            "relation_recall": 0.99, "proposer_recall": 0.95}
+            "relation_recall": 0.99, "proposer_recall": 0.95, "depth_added_ms_per_frame": 3.0}
     assert geometry.failed_goals(good) == []
     bad = {**good, "centroid_err_p95": 0.09, "proposer_recall": math.nan}
     failed = geometry.failed_goals(bad)
