@@ -17,7 +17,9 @@ gets Gaussian noise of --noise x depth and --missing of its pixels dropped (NaN)
   ``*_mask``) against the truth, micro-averaged over (subject, predicate, object, frame) facts;
   ``relations_by_predicate`` gives true / tp / fp / fn per predicate.
 - ``proposer_recall``: the share of objects (all show >= 100 px) matched one-to-one by a
-  DepthProposer region with box IoU >= 0.5; ``proposer_precision``: the share of regions matched.
+  DepthProposer region with box IoU >= 0.5, given the depth and the colour frame as the node
+  gives them; ``proposer_precision``: the share of regions matched;
+  ``proposer_recall_depth_only``: the recall without the colour frame.
   ``proposer_recall_not_stacked``: the same without the objects of a stack (resting on or
   carrying another solid, which the proposer documents as merged).
 - ``geometry_ms_per_frame_10_objects``: object_geometry for 10 boxes plus metric_relations on
@@ -135,15 +137,18 @@ def evaluate_frame(tally: Tally, clip, frame, depth, proposer: DepthProposer) ->
         tally.facts[f"fp_{method}"].update(p for _, p, _ in predicted - frame.relations)
     tally.facts["true"].update(p for _, p, _ in frame.relations)
     start = time.perf_counter()
-    regions = proposer.propose(depth, intrinsics)
+    regions = proposer.propose(depth, intrinsics, image=frame.rgb)  # as the node calls it
     tally.proposer_ms.append((time.perf_counter() - start) * 1000)
     stacked = clip.stacked()
     matched = match_regions([t.box for t in frame.objects], [r.box for r in regions])
     hit = {frame.objects[i].name for i, _ in matched}
+    depth_only = match_regions(
+        [t.box for t in frame.objects], [r.box for r in proposer.propose(depth, intrinsics)]
+    )
     tally.proposer.update(
         objects=len(frame.objects), matched=len(matched), proposals=len(regions),
         not_stacked=sum(t.name not in stacked for t in frame.objects),
-        matched_not_stacked=len(hit - stacked),
+        matched_not_stacked=len(hit - stacked), matched_depth_only=len(depth_only),
     )
 
 
@@ -216,6 +221,7 @@ def summarise(tally: Tally, args, geometry_ms: tuple[float, float]) -> tuple[dic
         "proposer_recall": _ratio(prop["matched"], prop["objects"]),
         "proposer_precision": _ratio(prop["matched"], prop["proposals"]),
         "proposer_recall_not_stacked": _ratio(prop["matched_not_stacked"], prop["not_stacked"]),
+        "proposer_recall_depth_only": _ratio(prop["matched_depth_only"], prop["objects"]),
         "geometry_ms_per_frame_10_objects": geometry_ms[0],
         "depth_added_ms_per_frame": geometry_ms[1],
         "proposer_ms_per_frame": float(np.median(tally.proposer_ms)),

@@ -1,8 +1,8 @@
 """Class-agnostic object proposals from aligned depth: what stands on the dominant plane (ROS-free).
 
 The real-scene fallback when no detector runs. Input: an aligned depth image as float metres
-(NaN, inf or <= 0 = no data; convert 16UC1 millimetres with ``geometry.depth_to_metres``) and
-the pinhole intrinsics.
+(NaN, inf or <= 0 = no data; convert 16UC1 millimetres with ``geometry.depth_to_metres``),
+the pinhole intrinsics and, optionally, the aligned RGB frame (HxWx3 uint8, the same size).
 Coordinates are the optical frame (x right, y down, z forward); pixel (col, row) back-projects to
 x = (col + 0.5 - cx) * z / fx, y = (row + 0.5 - cy) * z / fy, as in ``geometry.object_geometry``.
 
@@ -21,9 +21,24 @@ Method:
    plane) and a 3x3 opening (cuts thin bridges between objects).
 3. Depth edges: 8-neighbours whose depths (3x3 median) differ by more than 4% are cut apart,
    so objects that touch in the image at different depths separate. Holes first take the depth
-   of their farthest 3x3 neighbour, so a hole on a seam cannot bridge it. Cut pixels then
-   rejoin an adjacent component (up to 3 px away), so the masks stay whole.
-4. Regions: 8-connected components of at least ``min_pixels`` pixels; confidence = the share of
+   of their farthest 3x3 neighbour, so a hole on a seam cannot bridge it.
+4. Tall components: those with more than 2% of their pixels measured higher than
+   ``max_object_height_m`` above the plane (a wall, furniture, a person) are dropped.
+5. Colour edges, only given ``image`` (the aligned RGB frame): pixels where the chroma
+   (rgb / mean(rgb), 5x5 median filtered, 3x3 smoothed) changes by more than ``colour_edge``
+   within 3x3 are cut too. Chroma ignores brightness, so the differently shaded faces of one
+   uniformly coloured object stay together, while a red box on a yellow one separates.
+6. Concave corners (``split_concave``): the silhouette of a solid is convex, so a concave corner
+   deeper than ``concavity_px`` and ``concavity_m`` on a component's side, whose pocket opens
+   upwards (beside a narrower object standing on a wider one) and shows no nearer occluder, is
+   cut level (perpendicular to the image of the plane's normal) across the component, if both
+   sides keep ``min_pixels`` and neither is a slab (less than a quarter as high as wide: the
+   visible top face of the lower object, between the cuts of its two corners). Corners less
+   than 2x that depth apart along "up" are one junction: only the deeper one cuts. A corner
+   that is only a notch in a straight side (the part below does not reach out past the part
+   above) does not cut. Cut pixels of steps 3-6 then rejoin an adjacent component (up to 3 px
+   away), so the masks stay whole.
+7. Regions: 8-connected components of at least ``min_pixels`` pixels; confidence = the share of
    the mask's pixels with valid depth; sorted by the count of valid-depth pixels (size times
    confidence), best first, and capped at ``max_objects``.
 
@@ -32,10 +47,24 @@ Decisions and limits:
   or the camera itself on the plane), all depth missing or farther than ``max_depth_m``: no
   regions and ``last_plane`` is None. Without a support plane "above it" means nothing, and
   proposing every valid pixel would give one region covering the frame.
-- Only the dominant plane is removed: a wall or a second table top in view comes out as a large
-  region; if a wall dominates the view, the floor is proposed as a region.
-- Objects in contact at about the same depth (stacked boxes, a cup against a box) merge into one
-  region; an object's lowest ``min_height_m`` and objects flatter than that are not proposed.
+- Only the dominant plane is removed. A wall or a cupboard reaching above
+  ``max_object_height_m`` is dropped (with any object merged into it: touching it at about the
+  same depth); a lower one (a wall seen only near the floor, a second table top) comes out as a
+  region. If a wall dominates the view it is the plane, and the floor comes out as a region
+  unless it reaches farther than ``max_object_height_m`` from the wall. Objects taller than
+  ``max_object_height_m`` are never proposed.
+- Stacks: without an image, objects in contact at about the same depth split only where the
+  upper one is narrower by more than ``concavity_px`` and ``concavity_m`` on a side; a stack of
+  equally wide objects (or a cup against a box, side by side) stays one region. With an image
+  they also split where their colours differ; same-coloured ones of equal width do not. The
+  concavity cut is level through the corner: seen from above, where the upper object's sides
+  meet the back edge of the lower one's top, the upper object's foot stays with the lower one.
+  Flat objects in a stack (less than a quarter as high as wide: a book) are not split off.
+- Non-convex objects (a bottle's neck, a mug seen from above) may be cut at their concave
+  corners; multi-coloured ones (labels, prints) at strong colour edges: set
+  ``split_concave=False`` or pass no image for such scenes. Specular highlights and very dark
+  colours (mean below ~24 of 255) give weaker colour edges.
+- An object's lowest ``min_height_m`` and objects flatter than that are not proposed.
 - Depth jumps under 4% (objects less than ~4% of their distance apart in depth) do not split.
 - Masks may reach ~1 px into neighbouring no-data areas (the majority vote fills holes).
 """
@@ -50,6 +79,12 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from sgclip_ros.core.depth_segments import (
+    checked_image,
+    colour_edges,
+    concavity_cuts,
+    neighbour_edges,
+)
 from sgclip_ros.core.geometry import Intrinsics
 from sgclip_ros.core.regions import Region
 from sgclip_ros.core.scene_graph import Box
@@ -61,6 +96,7 @@ _MIN_VALID_SHARE = 0.4  # of the vote window, else too little data to decide
 _JUMP_RATIO = 1.04  # neighbours whose depths differ by more than this factor are cut apart
 _REGROW_PASSES = 3  # cut pixels rejoin a component at most this many pixels away
 _KERNEL = np.ones((3, 3), np.uint8)
+_TALL_SHARE = 0.02  # of a component's pixels above max_object_height_m: not an object
 
 
 @dataclass(frozen=True)
@@ -75,11 +111,23 @@ class DepthProposerSettings:
     max_objects: int = 16  # the best supported first
     max_depth_m: float = 8.0  # ignore farther points
     seed: int = 0  # RANSAC is deterministic for a given seed
+    max_object_height_m: float = 1.5  # regions reaching higher are dropped (walls)
+    split_concave: bool = True  # cut components at deep concave corners of their silhouette
+    concavity_px: float = 4.0  # a corner counts from this far (px) inside the hull...
+    concavity_m: float = 0.01  # ...and this far (metres at the corner's depth)
+    colour_edge: float = 0.5  # chroma change cut, given an image (depth_segments.colour_edges)
 
     def __post_init__(self):
-        for name in ("plane_threshold_m", "min_height_m", "max_depth_m"):
+        if not isinstance(self.split_concave, bool):
+            raise ValueError(
+                f"depth proposer: split_concave must be a bool, got {self.split_concave!r}"
+            )
+        for name in (
+            "plane_threshold_m", "min_height_m", "max_depth_m", "max_object_height_m",
+            "concavity_px", "concavity_m", "colour_edge",
+        ):
             value = getattr(self, name)
-            zero_ok = name == "min_height_m"
+            zero_ok = name in ("min_height_m", "concavity_m")
             number = isinstance(value, numbers.Real) and not isinstance(value, bool)
             if not (number and math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
                 bound = ">= 0" if zero_ok else "> 0"
@@ -112,10 +160,17 @@ class DepthProposer:
         self.settings = settings
         self.last_plane: Plane | None = None  # the support plane of the last call, if any
 
-    def propose(self, depth_m: np.ndarray, intrinsics: Intrinsics) -> list[Region]:
-        """Regions (float box, end exclusive; HxW bool mask) of objects above the plane."""
+    def propose(
+        self, depth_m: np.ndarray, intrinsics: Intrinsics, image: np.ndarray | None = None
+    ) -> list[Region]:
+        """Regions (float box, end exclusive; HxW bool mask) of objects above the plane.
+
+        ``image``: the aligned HxWx3 uint8 RGB frame, optional; masks are then also cut at
+        strong colour edges."""
         self.last_plane = None
         depth = _checked_depth(depth_m, intrinsics)
+        if image is not None:
+            image = checked_image(image, depth.shape)
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(depth) & (depth > 0) & (depth <= self.settings.max_depth_m)
         if np.count_nonzero(valid) < 3:
@@ -130,7 +185,8 @@ class DepthProposer:
         # n.p + d with p = z * (slope_x, slope_y, 1): one broadcast, no point cloud needed.
         per_metre = (nx * slope_x + ny * slope_y + nz).astype(np.float32)
         with np.errstate(invalid="ignore"):
-            raw = valid & (depth * per_metre + np.float32(d) > self.settings.min_height_m)
+            height = depth * per_metre + np.float32(d)
+            raw = valid & (height > self.settings.min_height_m)
         candidates = _majority(raw, valid)
         rows = np.flatnonzero(candidates.any(axis=1))
         cols = np.flatnonzero(candidates.any(axis=0))
@@ -138,8 +194,46 @@ class DepthProposer:
             return []
         # The rest runs in the candidates' bounding box (+1 px so edges at its border are seen).
         roi = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]
-        labels = _label(candidates[roi], _filled_depth(depth[roi], valid[roi]))
+        filled = _filled_depth(depth[roi], valid[roi])
+        with np.errstate(invalid="ignore"):
+            tall = valid[roi] & (height[roi] > self.settings.max_object_height_m)
+        up_at = _image_up(intrinsics, plane, roi[1].start, roi[0].start)
+        image = None if image is None else image[roi]
+        labels = self._label(candidates[roi], filled, tall, image, up_at, intrinsics)
         return self._regions(labels, valid[roi], roi, depth.shape)
+
+    def _label(self, candidates, filled, tall, image, up_at, intrinsics) -> np.ndarray:
+        """int32 label per pixel (0 = none): components of the candidates cut at depth edges,
+        colour edges (given an image) and concave corners, without the tall ones; cut pixels
+        then rejoin a neighbouring component."""
+        s = self.settings
+        cores = candidates & ~_depth_edges(filled)
+        count, labels = _components(cores)
+        # too tall (walls): gone before they cost time, are split, or take in cut pixels
+        high = np.bincount(labels[tall], minlength=count) if tall.any() else np.zeros(1, int)
+        for k in np.flatnonzero(high[1:]) + 1:
+            component = labels == k
+            if high[k] > _TALL_SHARE * np.count_nonzero(component):
+                cores &= ~component
+                candidates = candidates & ~component
+                labels[component] = 0
+        if image is not None:  # only where components remain
+            rows, cols = np.flatnonzero(cores.any(axis=1)), np.flatnonzero(cores.any(axis=0))
+            if rows.size:
+                window = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+                cores[window] &= ~colour_edges(image[window], s.colour_edge)
+                count, labels = _components(cores)
+        grown = _regrow(labels, candidates & ~cores, count)
+        if not s.split_concave:
+            return grown
+        focal = (intrinsics.fx + intrinsics.fy) / 2
+        cuts = concavity_cuts(labels, grown, filled, up_at, focal, s.concavity_px, s.concavity_m,
+                              s.min_pixels)
+        if not cuts.any():
+            return grown
+        cores &= ~cuts
+        count, labels = _components(cores)
+        return _regrow(labels, candidates & ~cores, count)
 
     def _fit_plane(self, depth, valid, slope_x, slope_y) -> Plane | None:
         """RANSAC on the subsampled valid points, refined by least squares; None: no support."""
@@ -271,31 +365,21 @@ def _depth_edges(filled: np.ndarray) -> np.ndarray:
     On the 3x3 median: it keeps steps sharp but cuts per-pixel noise, which at 2% of depth
     would otherwise cut objects into crumbs."""
     log_depth = np.log(np.maximum(cv2.medianBlur(filled, 3), np.float32(1e-3)))
-    limit = np.float32(math.log(_JUMP_RATIO))
-    edges = np.zeros(filled.shape, bool)
-    all_, head, tail = slice(None), slice(None, -1), slice(1, None)
-    # right, down, down-right, down-left neighbours: each pair once, both pixels marked
-    for a, b in (
-        ((all_, head), (all_, tail)),
-        ((head, all_), (tail, all_)),
-        ((head, head), (tail, tail)),
-        ((head, tail), (tail, head)),
-    ):
-        jump = np.abs(log_depth[a] - log_depth[b]) > limit
-        edges[a] |= jump
-        edges[b] |= jump
-    return edges
+    return neighbour_edges(log_depth, math.log(_JUMP_RATIO))
 
 
-def _label(candidates: np.ndarray, filled: np.ndarray) -> np.ndarray:
-    """int32 component label per pixel (0 = none): components of candidates cut at depth edges."""
-    cores = candidates & ~_depth_edges(filled)
-    count, labels = cv2.connectedComponents(cores.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    cut = candidates & ~cores
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """(count including the background, int32 labels) of the 8-connected components."""
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+
+
+def _regrow(labels: np.ndarray, cut: np.ndarray, count: int) -> np.ndarray:
+    """Cut pixels take a 3x3 neighbour's label, one ring per pass, up to _REGROW_PASSES.
+
+    float32 labels are exact to 2**24; dilate picks the largest where two components meet: a
+    pixel or two on seams."""
     if count < 2 or not cut.any():
         return labels
-    # Cut pixels take a 3x3 neighbour's label, one ring per pass (float32 labels are exact to
-    # 2**24; dilate picks the largest where two components meet: a pixel or two on seams).
     grown = labels.astype(np.float32)
     for _ in range(_REGROW_PASSES):
         open_ = cut & (grown == 0)
@@ -303,3 +387,20 @@ def _label(candidates: np.ndarray, filled: np.ndarray) -> np.ndarray:
             break
         grown = np.where(open_, cv2.dilate(grown, _KERNEL), grown)
     return grown.astype(np.int32)
+
+
+def _image_up(intrinsics: Intrinsics, plane: Plane, left: int, top: int):
+    """up_at(col, row, depth) -> (dcol, drow): the image direction of the plane's normal at a
+    pixel of the region of interest starting at (left, top)."""
+    normal = np.asarray(plane.normal)
+    fx, fy, cx, cy = intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy
+
+    def up_at(col: int, row: int, depth: float) -> tuple[float, float]:
+        point = depth * np.array([(left + col + 0.5 - cx) / fx, (top + row + 0.5 - cy) / fy, 1])
+        above = point + 0.05 * normal
+        if above[2] <= 0:
+            return 0.0, -1.0
+        return (fx * (above[0] / above[2] - point[0] / point[2]),
+                fy * (above[1] / above[2] - point[1] / point[2]))
+
+    return up_at

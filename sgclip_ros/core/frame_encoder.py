@@ -277,7 +277,7 @@ class FrameEncoder:
     def _propose(self, item: FrameInput) -> list[Region]:
         """The depth proposer where it is set and the frame has depth; else the colour one."""
         if self.depth_proposer is not None and item.depth is not None and item.intrinsics:
-            return self.depth_proposer.propose(item.depth, item.intrinsics)
+            return self.depth_proposer.propose(item.depth, item.intrinsics, image=item.image)
         return self.proposer.propose(item.image)
 
 
