@@ -16,16 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sgclip_ros.core.geometry import GEOMETRY_PREDICATES, GeometrySettings
+from sgclip_ros.core.geometry import GEOMETRY_PREDICATES, THRESHOLDS, GeometrySettings
 
-_NUMBERS = (
-    "near_m",
-    "depth_margin_m",
-    "vertical_margin_m",
-    "lateral_margin_m",
-    "contact_m",
-    "softness_m",
-)
+_NUMBERS = THRESHOLDS
 KEYS = ("relations", *_NUMBERS, "up")
 
 

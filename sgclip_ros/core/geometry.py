@@ -33,6 +33,15 @@ GEOMETRY_PREDICATES = (
     "3d right of",
 )
 _MAD_TO_SIGMA = 1.4826
+# GeometrySettings' lengths in metres (the concept YAML's `geometry:` numbers).
+THRESHOLDS = (
+    "near_m",
+    "depth_margin_m",
+    "vertical_margin_m",
+    "lateral_margin_m",
+    "contact_m",
+    "softness_m",
+)
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,7 @@ class GeometrySettings:
     enabled: tuple[str, ...] = GEOMETRY_PREDICATES
 
     def __post_init__(self):
-        for name in (
-            "near_m",
-            "depth_margin_m",
-            "vertical_margin_m",
-            "lateral_margin_m",
-            "contact_m",
-            "softness_m",
-        ):
+        for name in THRESHOLDS:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"geometry: {name} must be a finite number >= 0, got {value}")
