@@ -399,3 +399,32 @@ def test_min_pixels_drops_small_objects():
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         replace(DepthProposerSettings(), **{field: value})
+
+
+def test_the_support_plane_is_level_even_when_a_wall_is_the_largest_plane():
+    """A low camera facing a far wall: the wall has more pixels than the floor. The largest
+    plane would be the wall (every object then lies 'below' it and nothing is proposed); the
+    largest plane within max_tilt_deg of up is the floor, and the objects on it are found."""
+    from sgclip_ros.sim.rgbd_scene import render_rgbd_clip
+
+    clip = render_rgbd_clip(7, frames=6, width=320, height=240)
+    frame = clip.frames[0]
+    depth = frame.depth_m
+    any_plane = DepthProposer(DepthProposerSettings(up=None))
+    assert any_plane.propose(depth, clip.intrinsics(), image=frame.rgb) == []
+    assert abs(any_plane.last_plane.normal[2]) > 0.9  # it took the wall, facing the camera
+    level = DepthProposer()
+    regions = level.propose(depth, clip.intrinsics(), image=frame.rgb, up=clip.settings.up)
+    assert abs(np.dot(level.last_plane.normal, clip.settings.up)) > 0.99
+    boxes = [t.box for t in frame.objects]
+    matched = sum(max(_iou(r.box, b) for r in regions) >= 0.5 for b in boxes)
+    assert matched >= len(boxes) // 2, (matched, len(boxes))  # small objects at 320x240
+    with pytest.raises(ValueError, match="up must be a non-zero 3-vector"):
+        DepthProposerSettings(up=(0.0, 0.0, 0.0))
+
+
+def _iou(a, b) -> float:
+    w = min(a.x2, b.x2) - max(a.x1, b.x1)
+    h = min(a.y2, b.y2) - max(a.y1, b.y1)
+    inter = max(0.0, w) * max(0.0, h)
+    return inter / (a.width * a.height + b.width * b.height - inter)

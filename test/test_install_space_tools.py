@@ -91,9 +91,12 @@ def test_demo_runs_from_the_install_space(prefix, tmp_path, ros_domain):
     proc = run(cmd, tmp_path, installed_env(), timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "here"  # --out is relative to the working directory
-    graphs = [json.loads(x) for x in (out / "scene_graphs.jsonl").read_text().splitlines()]
+    every = [json.loads(x) for x in (out / "scene_graphs.jsonl").read_text().splitlines()]
+    graphs = [g for g in every if g["camera"] == "/camera/image_raw"]
     assert graphs and all(g["objects"] for g in graphs)
     assert list((out / "frames").glob("*.png")) and (out / "contact_sheet.png").is_file()
+    rgbd = [g for g in every if g["camera"] == "/rgbd/color/image_raw"]
+    assert any(o["position"] for g in rgbd for o in g["objects"])  # the RGB-D camera's 3D
     params = (out / "params.yaml").read_text()
     assert f"model_root: {prefix / 'share' / 'sgclip_ros' / 'models'}" in params
     assert "model shapes_default" in proc.stdout

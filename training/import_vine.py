@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgclip_ros.core.domain import OPEN, ModelDomain
 from sgclip_ros.core.model import SGClipModel, check_state_dict, save_model
 from sgclip_ros.core.model_config import ROLES, SGClipConfig
 
@@ -306,6 +307,37 @@ def convert_tower(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
+def convert_weights(
+    weights: dict[str, torch.Tensor],
+    source: str,
+    name: str = "vine-imported",
+    heads: tuple[int, int] | None = None,
+    domain: ModelDomain | None = None,
+) -> SGClipModel:
+    """An SGClipModel (eval mode) from a flat reference state dict (see :func:`load_checkpoint`).
+
+    ``source`` names the checkpoint in errors; ``domain`` is declared in the config. Raises
+    CheckpointError for a missing tower, an unknown layout or mismatched shapes.
+    """
+    towers = split_towers(weights)
+    clip_cfg = infer_clip_config(towers["category"], heads)
+    for role in ROLES[1:]:
+        other = infer_clip_config(towers[role], heads)
+        if other != clip_cfg:
+            raise CheckpointError(f"tower {PREFIXES[role]} has a different architecture: {other}")
+    config = SGClipConfig(name=name, clip=clip_cfg, towers=3, domain=domain)
+    state = {}
+    for i, role in enumerate(ROLES):
+        state.update({f"towers.{i}.{k}": v for k, v in convert_tower(towers[role]).items()})
+    model = SGClipModel(config)
+    try:
+        check_state_dict(model, state, f"converted {source}")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def import_vine(
     src: str | Path,
     out_dir: str | Path,
@@ -316,27 +348,12 @@ def import_vine(
     """Convert a reference checkpoint to ``out_dir`` (model.safetensors + config.json).
 
     ``heads`` = (vision, text) attention heads; default: from a pickled model's config, else
-    width / 64. Raises CheckpointError (unusable file) or PickleRefusedError.
+    width / 64. The config declares the ``open`` domain (SGClip was trained on open-vocabulary
+    video captions). Raises CheckpointError (unusable file) or PickleRefusedError.
     """
     weights, hint = load_checkpoint(src, trust_pickle)
-    towers = split_towers(weights)
-    heads = heads or hint
-    clip_cfg = infer_clip_config(towers["category"], heads)
-    for role in ROLES[1:]:
-        other = infer_clip_config(towers[role], heads)
-        if other != clip_cfg:
-            raise CheckpointError(f"tower {PREFIXES[role]} has a different architecture: {other}")
-    config = SGClipConfig(name=name, clip=clip_cfg, towers=3)
-    state = {}
-    for i, role in enumerate(ROLES):
-        state.update({f"towers.{i}.{k}": v for k, v in convert_tower(towers[role]).items()})
-    model = SGClipModel(config)
-    try:
-        check_state_dict(model, state, f"converted {src}")
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from exc
-    model.load_state_dict(state, strict=True)
-    save_model(model.eval(), out_dir)
+    model = convert_weights(weights, str(src), name, heads or hint, ModelDomain(OPEN))
+    save_model(model, out_dir)
     return Path(out_dir)
 
 

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import torch
 
-from sgclip_ros.core.concepts import ConceptError, load_concepts
+from sgclip_ros.core.concepts import ConceptError, ConceptSet, load_concepts
+from sgclip_ros.core.domain import ModelDomain, card_section
 from sgclip_ros.core.model import CONFIG_FILE, WEIGHTS_FILE
+from sgclip_ros.core.model_config import SGClipConfig
 from sgclip_ros.core.model_store import MANIFEST, ModelFileError, write_manifest
 from sgclip_ros.tools.out_dir import check_replaceable, replace_out_dir
 from training.checkpoint import CONCEPTS_FILE
@@ -39,6 +41,22 @@ GOALS = {"category_r1": 0.95, "unary_r1": 0.90, "binary_rprec": 0.85}
 SHIPPED_FILES = (WEIGHTS_FILE, CONFIG_FILE, CONCEPTS_FILE)
 # In every --out folder this tool writes: only such a folder (or an empty one) is replaced.
 MARKER = ".sgclip_model_card"
+DOMAIN = "shapesworld"  # the closed domain of every model this tool packages
+
+
+def shapes_domain(concepts: ConceptSet) -> ModelDomain:
+    """The closed ShapesWorld domain: exactly the words of the lists the model trained with."""
+    vocabulary = {"categories": concepts.categories, "unary": concepts.unary,
+                  "binary": concepts.binary}
+    return ModelDomain(DOMAIN, vocabulary)
+
+
+def declare_domain(model_dir: Path, domain: ModelDomain) -> None:
+    """Write ``domain`` into ``model_dir/config.json`` (validated; the weights are untouched)."""
+    path = Path(model_dir) / CONFIG_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["domain"] = domain.to_dict()
+    path.write_text(SGClipConfig.from_dict(data).to_json(), encoding="utf-8")
 
 
 def evaluate_rows(weak: Path, supervised: Path, heldout: Path, concepts_path: Path,
@@ -83,7 +101,8 @@ def _seed_note(heldout: str) -> str:
     return f"seed {seeds.pop()}" if len(seeds) == 1 and None not in seeds else "a held-out set"
 
 
-def card_text(rows: dict[str, dict], summary: dict, command: str, heldout: str) -> str:
+def card_text(rows: dict[str, dict], summary: dict, command: str, heldout: str,
+              domain: ModelDomain | None = None) -> str:
     """MODEL_CARD.md: what the model is, how it was trained, on what, and how well it does."""
     cfg = summary.get("config", {})
     data = cfg.get("data", {})
@@ -107,6 +126,7 @@ unlabelled detector and tracker traces). It is the default model of the demo and
 Concepts (`concepts.yaml`): categories circle, square, triangle, star; unary red, green, blue,
 yellow; binary left of, right of, above, below, touching (sigmoid, multi-label).
 
+{card_section(domain) if domain else ""}
 ## Training
 - Data: ShapesWorld (`python -m training.synth`): {train.get('videos', '?')} training clips
   (seed {train.get('seed', '?')}) of {data.get('frames', '?')} frames, captions converted by the
@@ -150,6 +170,7 @@ def package(weak: Path, rows: dict[str, dict], card: str, out: Path) -> Path:
     tmp.mkdir(parents=True)
     for name in SHIPPED_FILES:
         shutil.copy2(weak / name, tmp / name)
+    declare_domain(tmp, shapes_domain(load_concepts(tmp / CONCEPTS_FILE)))
     weak_row = {k: rows["weak"][k] for k in METRIC_KEYS}
     (tmp / "metrics.json").write_text(json.dumps(weak_row, indent=2) + "\n", encoding="utf-8")
     (tmp / "metrics_rows.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
@@ -174,13 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_replaceable(args.out, MARKER)  # before minutes of evaluation
         summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
+        domain = shapes_domain(load_concepts(Path(args.weak) / CONCEPTS_FILE))
         rows = evaluate_rows(Path(args.weak), Path(args.supervised), Path(args.heldout),
                              Path(args.concepts))
     except (AnnotationError, ConceptError, ModelFileError, VideoReadError, ValueError,
             OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    card = card_text(rows, summary, args.command, args.heldout)
+    card = card_text(rows, summary, args.command, args.heldout, domain)
     package(Path(args.weak), rows, card, Path(args.out))
     print(json.dumps({"rows": rows, "goals": goal_checks(rows)}, indent=2))
     return 0

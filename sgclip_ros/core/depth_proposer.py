@@ -116,6 +116,11 @@ class DepthProposerSettings:
     concavity_px: float = 4.0  # a corner counts from this far (px) inside the hull...
     concavity_m: float = 0.01  # ...and this far (metres at the corner's depth)
     colour_edge: float = 0.5  # chroma change cut, given an image (depth_segments.colour_edges)
+    # The support plane is the largest plane whose normal is within max_tilt_deg of `up` (in
+    # the optical frame; the concept YAML's geometry.up when the node has one): the largest
+    # plane overall is often a wall. None: any plane.
+    up: tuple[float, float, float] | None = (0.0, -1.0, 0.0)
+    max_tilt_deg: float = 45.0
 
     def __post_init__(self):
         if not isinstance(self.split_concave, bool):
@@ -124,7 +129,7 @@ class DepthProposerSettings:
             )
         for name in (
             "plane_threshold_m", "min_height_m", "max_depth_m", "max_object_height_m",
-            "concavity_px", "concavity_m", "colour_edge",
+            "concavity_px", "concavity_m", "colour_edge", "max_tilt_deg",
         ):
             value = getattr(self, name)
             zero_ok = name in ("min_height_m", "concavity_m")
@@ -134,6 +139,10 @@ class DepthProposerSettings:
                 raise ValueError(
                     f"depth proposer: {name} must be a finite number {bound}, got {value!r}"
                 )
+        if self.up is not None:
+            norm = math.sqrt(sum(float(u) ** 2 for u in self.up)) if len(self.up) == 3 else 0.0
+            if not (math.isfinite(norm) and norm > 0):
+                raise ValueError(f"depth proposer: up must be a non-zero 3-vector, got {self.up!r}")
         for name in ("ransac_iterations", "sample_step", "min_pixels", "max_objects", "seed"):
             value = getattr(self, name)
             lowest = 0 if name == "seed" else 1
@@ -161,12 +170,16 @@ class DepthProposer:
         self.last_plane: Plane | None = None  # the support plane of the last call, if any
 
     def propose(
-        self, depth_m: np.ndarray, intrinsics: Intrinsics, image: np.ndarray | None = None
+        self,
+        depth_m: np.ndarray,
+        intrinsics: Intrinsics,
+        image: np.ndarray | None = None,
+        up: tuple[float, float, float] | None = None,
     ) -> list[Region]:
         """Regions (float box, end exclusive; HxW bool mask) of objects above the plane.
 
         ``image``: the aligned HxWx3 uint8 RGB frame, optional; masks are then also cut at
-        strong colour edges."""
+        strong colour edges. ``up``: this frame's up vector (default: the settings')."""
         self.last_plane = None
         depth = _checked_depth(depth_m, intrinsics)
         if image is not None:
@@ -177,7 +190,7 @@ class DepthProposer:
             return []
         slope_x = ((np.arange(intrinsics.width) + 0.5 - intrinsics.cx) / intrinsics.fx)[None, :]
         slope_y = ((np.arange(intrinsics.height) + 0.5 - intrinsics.cy) / intrinsics.fy)[:, None]
-        plane = self._fit_plane(depth, valid, slope_x, slope_y)
+        plane = self._fit_plane(depth, valid, slope_x, slope_y, up or self.settings.up)
         if plane is None:
             return []
         self.last_plane = plane
@@ -235,7 +248,7 @@ class DepthProposer:
         count, labels = _components(cores)
         return _regrow(labels, candidates & ~cores, count)
 
-    def _fit_plane(self, depth, valid, slope_x, slope_y) -> Plane | None:
+    def _fit_plane(self, depth, valid, slope_x, slope_y, up) -> Plane | None:
         """RANSAC on the subsampled valid points, refined by least squares; None: no support."""
         s = self.settings
         step = s.sample_step
@@ -248,7 +261,9 @@ class DepthProposer:
         scoring = points
         if len(points) > _RANSAC_MAX_POINTS:
             scoring = points[rng.integers(0, len(points), _RANSAC_MAX_POINTS)]
-        best = _ransac(scoring, rng, s.ransac_iterations, s.plane_threshold_m)
+        min_cos = math.cos(math.radians(s.max_tilt_deg)) if up is not None else -1.0
+        unit_up = None if up is None else np.asarray(up, float) / np.linalg.norm(up)
+        best = _ransac(scoring, rng, s.ransac_iterations, s.plane_threshold_m, unit_up, min_cos)
         if best is None:
             return None
         normal, d = best
@@ -299,8 +314,9 @@ def _checked_depth(depth_m, intrinsics: Intrinsics) -> np.ndarray:
     return depth.astype(np.float32, copy=False)
 
 
-def _ransac(points: np.ndarray, rng, iterations: int, threshold: float):
-    """(normal, d) of the hypothesis with the most inliers, all hypotheses scored at once."""
+def _ransac(points: np.ndarray, rng, iterations: int, threshold: float, up=None, min_cos=-1.0):
+    """(normal, d) of the hypothesis with the most inliers, all hypotheses scored at once;
+    only hypotheses whose normal is within acos(min_cos) of ``up`` (either sign) count."""
     triples = points[rng.integers(0, len(points), size=(iterations, 3))]
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     norms = np.linalg.norm(normals, axis=1)
@@ -308,6 +324,12 @@ def _ransac(points: np.ndarray, rng, iterations: int, threshold: float):
     if not usable.any():
         return None
     normals = normals[usable] / norms[usable, None]
+    if up is not None:
+        level = np.abs(normals @ up) >= min_cos
+        if not level.any():
+            return None
+        normals, triples = normals[level], triples[usable][level]
+        usable = np.ones(len(normals), dtype=bool)
     offsets = -np.einsum("ij,ij->i", normals, triples[usable, 0])
     heights = _heights(points[:, None, :], normals, offsets)  # (points, hypotheses)
     counts = np.count_nonzero(np.abs(heights) <= threshold, axis=0)

@@ -240,7 +240,7 @@ class FrameEncoder:
     def _prepare(self, item: FrameInput, tracker: IoUTracker, up=None) -> _Prepared:
         check_image(item.image)
         height, width = item.image.shape[:2]
-        regions = item.regions if item.regions is not None else self._propose(item)
+        regions = item.regions if item.regions is not None else self._propose(item, up)
         regions = sorted(regions, key=lambda r: -r.confidence)
         kept, boxes = [], []
         for region in regions[: self.max_objects]:
@@ -274,10 +274,13 @@ class FrameEncoder:
         )
 
 
-    def _propose(self, item: FrameInput) -> list[Region]:
-        """The depth proposer where it is set and the frame has depth; else the colour one."""
+    def _propose(self, item: FrameInput, up=None) -> list[Region]:
+        """The depth proposer where it is set and the frame has depth; else the colour one.
+        ``up``: the concept set's up vector, which picks the support plane."""
         if self.depth_proposer is not None and item.depth is not None and item.intrinsics:
-            return self.depth_proposer.propose(item.depth, item.intrinsics, image=item.image)
+            return self.depth_proposer.propose(
+                item.depth, item.intrinsics, image=item.image, up=up
+            )
         return self.proposer.propose(item.image)
 
 

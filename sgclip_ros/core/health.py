@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from sgclip_ros.core.domain import DomainCheck
 from sgclip_ros.core.input_checks import EXPECTED_REASONS, drops_by_reason
 
 
@@ -70,6 +71,8 @@ class PerceptionStatus:
     # When image callbacks ran after their frame's stamp, over the last reporting period.
     callback_p99_ms: float = math.nan
     callback_max_ms: float = math.nan
+    # The active concept words against the model's declared domain (None: no model yet).
+    domain: DomainCheck | None = None
 
     @property
     def frames_processed(self) -> int:
@@ -121,7 +124,8 @@ def camera_level(camera: CameraStatus) -> tuple[Level, str]:
 
 
 def node_level(status: PerceptionStatus) -> tuple[Level, str]:
-    """ERROR without a backend/model or with an error set; WARN for drops or an untrained model."""
+    """ERROR without a backend/model or with an error set; WARN for drops, an untrained model,
+    or concept words outside a closed-domain model's vocabulary."""
     errors = []
     if not status.backend:
         errors.append("no inference backend loaded")
@@ -138,6 +142,8 @@ def node_level(status: PerceptionStatus) -> tuple[Level, str]:
     warnings = []
     if status.untrained:
         warnings.append("untrained model in use: labels and relations are meaningless")
+    if status.domain is not None and status.domain.warning:
+        warnings.append(status.domain.warning)
     dropped = drop_message(_faults(status.period_drops()))
     if dropped:
         warnings.append(dropped)

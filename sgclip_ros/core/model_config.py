@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sgclip_ros.core.domain import ModelDomain, parse_domain
+
 ROLES = ("category", "unary", "binary")
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 
@@ -28,7 +30,7 @@ _CLIP_KEYS = {
 }
 _VISION_REQUIRED = ("image_size", "layers", "width", "patch_size")
 _TEXT_REQUIRED = ("context_length", "vocab_size", "width", "heads", "layers")
-_TOP_KEYS = {"name", "clip", "towers", "preprocess", "context_length"}
+_TOP_KEYS = {"name", "clip", "towers", "preprocess", "context_length", "domain"}
 
 
 def tower_index(role: str, towers: int) -> int:
@@ -108,7 +110,9 @@ def _triple(key: str, value: Any) -> tuple[float, float, float]:
 class SGClipConfig:
     """An SGClip model: ``towers`` open_clip CLIP models built from ``clip`` (an open_clip config).
 
-    ``preprocess`` defaults to CLIP normalisation at the vision tower's image size.
+    ``preprocess`` defaults to CLIP normalisation at the vision tower's image size. ``domain``
+    (optional, :mod:`sgclip_ros.core.domain`) says what the weights were trained on; it does
+    not change any computation.
     """
 
     name: str
@@ -116,9 +120,12 @@ class SGClipConfig:
     towers: int = 3
     preprocess: PreprocessConfig | None = field(default=None)
     context_length: int = 77
+    domain: ModelDomain | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _validate_clip(self.clip)
+        if self.domain is not None and not isinstance(self.domain, ModelDomain):
+            object.__setattr__(self, "domain", parse_domain(self.domain))
         if isinstance(self.towers, bool) or not isinstance(self.towers, int):
             raise ValueError(f"towers must be an int in 1..3, got {self.towers!r}")
         if not 1 <= self.towers <= len(ROLES):
@@ -145,13 +152,18 @@ class SGClipConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (round-trips through :meth:`from_dict`)."""
-        return {
+        out = {
             "name": self.name,
             "towers": self.towers,
             "context_length": self.context_length,
             "clip": json.loads(json.dumps(self.clip)),
             "preprocess": self.preprocess.to_dict(),
         }
+        # Only when declared: configs without a domain keep the dict (and the engine
+        # manifests that record it) they always had.
+        if self.domain is not None:
+            out["domain"] = self.domain.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SGClipConfig:
@@ -177,6 +189,7 @@ class SGClipConfig:
             towers=data.get("towers", 3),
             preprocess=preprocess,
             context_length=ctx,
+            domain=parse_domain(data.get("domain")),
         )
 
     def to_json(self) -> str:

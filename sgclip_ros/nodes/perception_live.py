@@ -27,17 +27,10 @@ STAMPS = frozenset({"max_stamp_age_s", "max_stamp_future_s"})
 PREDICTOR = frozenset({"max_objects", "max_crops_per_frame"})
 CONCEPTS = frozenset({"concepts_file"})
 # Read from the parameter each time they are used (per frame or per published graph).
-READ_WHEN_USED = frozenset(
-    {
-        "max_pixels",
-        "publish_annotated",
-        "annotated_relations",
-        "publish_detections_2d",
-        "publish_detections_3d",
-        "publish_markers",
-    }
-)
-LIVE_GROUPS = (WINDOW, GRAPH, DETECTION, STAMPS, PREDICTOR, CONCEPTS, READ_WHEN_USED)
+READ_WHEN_USED = frozenset({"max_pixels", "publish_annotated", "annotated_relations"})
+# Switching one on creates its publishers; all are also read per published graph.
+OUTPUTS = frozenset({"publish_detections_2d", "publish_detections_3d", "publish_markers"})
+LIVE_GROUPS = (WINDOW, GRAPH, DETECTION, STAMPS, PREDICTOR, CONCEPTS, READ_WHEN_USED, OUTPUTS)
 LIVE = frozenset().union(*LIVE_GROUPS)
 
 
@@ -80,6 +73,10 @@ def apply_live(node, values: dict) -> None:
             guard.set_limits(current["max_stamp_age_s"], current["max_stamp_future_s"])
     if concepts is not None:
         node.request_concepts(concepts, str(values["concepts_file"]))
+    outputs = getattr(node, "outputs", None)
+    for name in sorted(OUTPUTS & changed):
+        if values[name] and outputs is not None:
+            outputs.enable(name)
 
 
 def _concepts(values: dict):

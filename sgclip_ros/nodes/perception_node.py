@@ -42,6 +42,8 @@ from sgclip_ros.nodes.perception_setup import (
     _check_detections_available,
     _free_device_memory,
     build_predictor_config,
+    declared_domain,
+    log_domain,
     status_snapshot,
     worker_settings,
 )
@@ -70,6 +72,7 @@ class PerceptionNode(LifecycleNode):
         self.received: dict[str, int] = {}
         self.predictor: SGClipPredictor | None = None
         self.choice = None
+        self.model_name, self.model_domain = "", None  # the domain the model declares
         self.worker: InferenceWorker | None = None
         self.error = ""
         self._concepts_source = ""
@@ -82,7 +85,7 @@ class PerceptionNode(LifecycleNode):
         self._topics: dict[str, CameraTopics] = {}  # resolved camera -> its topics
         self._graph_pub = self._concepts_pub = None
         self._annotated_pubs: dict = {}
-        self._outputs: StandardOutputs | None = None
+        self.outputs: StandardOutputs | None = None
         # Diagnostics exist in every state, so a failed configure is visible as ERROR. They run
         # on the steady clock: a paused or reset simulation must not silence them.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -119,6 +122,9 @@ class PerceptionNode(LifecycleNode):
             self.predictor = SGClipPredictor(self.choice.backend, concepts, config)
             if self.p("proposer") == "depth":
                 self.predictor.set_depth_proposer(DepthProposer())
+            self.model_name, self.model_domain = declared_domain(
+                root, self.p("model_dir"), self.choice.untrained
+            )
         except (ModelFileError, ConceptError, ValueError, OSError, RuntimeError) as exc:
             return self._configure_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - still a reason in the log and /diagnostics
@@ -136,6 +142,7 @@ class PerceptionNode(LifecycleNode):
             f"configured: backend {backend.name} on {backend.device}, "
             f"model {backend.model_id}, concepts {concepts.concepts_id}"
         )
+        log_domain(self, opening=True)
         return TransitionCallbackReturn.SUCCESS
 
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
@@ -184,16 +191,18 @@ class PerceptionNode(LifecycleNode):
                 callback_group=ReentrantCallbackGroup(),
             )
         ]
+        # Every publisher before the first subscription: once subscribed, frames stream in.
+        # Annotated images are advertised up front (publishing stays optional) so subscribers
+        # discover them early.
+        self._annotated_pubs = {
+            cam: self.create_publisher(Image, self._annotated_topic(cam), 2) for cam in cameras
+        }
+        self.outputs = StandardOutputs(self, cameras)
         self._stamp_guards = {
             cam: StampGuard(self.p("max_stamp_age_s"), self.p("max_stamp_future_s"))
             for cam in cameras
         }
         self._entities += subscribe(self, topics, self.worker)
-        # Created up front (publishing stays optional) so subscribers discover them early.
-        self._annotated_pubs = {
-            cam: self.create_publisher(Image, self._annotated_topic(cam), 2) for cam in cameras
-        }
-        self._outputs = StandardOutputs(self, cameras)
         self.worker.start()
         self._publish_concepts()
         self.get_logger().info(f"active: {len(cameras)} camera(s): {', '.join(cameras)}")
@@ -206,9 +215,9 @@ class PerceptionNode(LifecycleNode):
         for pub in [self._graph_pub, self._concepts_pub, *self._annotated_pubs.values()]:
             if pub is not None:
                 self.destroy_publisher(pub)
-        if self._outputs is not None:
-            self._outputs.destroy()
-        self._entities, self._annotated_pubs, self._outputs = [], {}, None
+        if self.outputs is not None:
+            self.outputs.destroy()
+        self._entities, self._annotated_pubs, self.outputs = [], {}, None
         self._graph_pub = self._concepts_pub = None
         self._stamp_guards.clear()
         if self.predictor is not None:
@@ -277,8 +286,8 @@ class PerceptionNode(LifecycleNode):
         if pub is None:  # deactivated while the worker was finishing this graph
             return
         pub.publish(scene_graph_to_msg(graph))
-        if self._outputs is not None:
-            self._outputs.publish(camera, graph)
+        if self.outputs is not None:
+            self.outputs.publish(camera, graph)
         if self.p("publish_annotated") and camera in self._annotated_pubs:
             from sgclip_ros.core.annotate import draw_scene_graph
             from sgclip_ros.ros.image_conversion import rgb_to_image_msg
@@ -359,6 +368,7 @@ class PerceptionNode(LifecycleNode):
                 self.get_logger().info(
                     f"concepts {self._published_id} from {self._concepts_source} active"
                 )
+                log_domain(self, opening=False)
         now, waits = time.monotonic(), []
         for job, future, deadline in self._concept_waits:
             if job.done.is_set() or now >= deadline:

@@ -1,7 +1,7 @@
 """The perception node's optional standard outputs: vision_msgs detections and RViz markers.
 
-Publishers are created at activate whether or not publishing is on (the switches are live), so
-subscribers discover them early. One camera publishes on `detections_2d`, `detections_3d` and
+Publishers are created when an output is switched on (at activate, or live with
+`ros2 param set`). One camera publishes on `detections_2d`, `detections_3d` and
 `scene_graph_markers` in the node's namespace; several cameras publish beside each camera's
 topic (/robot1/front/detections_3d), like the annotated images.
 """
@@ -19,32 +19,46 @@ OUTPUTS = {  # parameter -> topic leaf
 }
 
 
-def vision_msgs_available() -> bool:
-    try:
-        import vision_msgs.msg  # noqa: F401
+def output_type(param: str):
+    """The message class an output publishes, or None when its package is not installed."""
+    if param == "publish_markers":
+        return MarkerArray
+    try:  # vision_msgs is optional; an old or partial install may lack a type
+        from vision_msgs import msg
     except ImportError:
-        return False
-    return True
+        return None
+    name = "Detection2DArray" if param == "publish_detections_2d" else "Detection3DArray"
+    return getattr(msg, name, None)
 
 
 class StandardOutputs:
-    """Publishers of the standard outputs of every camera, and publishing per graph."""
+    """Publishers of the standard outputs of every camera, and publishing per graph.
+
+    A publisher exists only while its output is on (switched on at activate or live), so a node
+    without them advertises no extra topics."""
 
     def __init__(self, node, cameras: list[str]):
-        self.node = node
+        self.node, self.cameras = node, cameras
         self._pubs: dict[tuple[str, str], object] = {}
-        types = {"publish_markers": MarkerArray}
-        if vision_msgs_available():
-            from vision_msgs.msg import Detection2DArray, Detection3DArray
+        for param in OUTPUTS:
+            if node.p(param):
+                self.enable(param)
 
-            types.update(publish_detections_2d=Detection2DArray)
-            types.update(publish_detections_3d=Detection3DArray)
-        for camera in cameras:
-            for param, kind in types.items():
-                topic = OUTPUTS[param] if len(cameras) == 1 else annotated_topic_for(
-                    camera, OUTPUTS[param]
+    def enable(self, param: str) -> None:
+        """Create the output's publishers (on the executor thread); warns when it cannot."""
+        kind = output_type(param)
+        if kind is None:
+            self.node.warn_throttled(f"{param} is on but vision_msgs is not installed")
+            return
+        for camera in self.cameras:
+            if (camera, param) not in self._pubs:
+                self._pubs[(camera, param)] = self.node.create_publisher(
+                    kind, self._topic(camera, param), 5
                 )
-                self._pubs[(camera, param)] = node.create_publisher(kind, topic, 5)
+
+    def _topic(self, camera: str, param: str) -> str:
+        leaf = OUTPUTS[param]
+        return leaf if len(self.cameras) == 1 else annotated_topic_for(camera, leaf)
 
     def publish(self, camera: str, graph) -> None:
         """Publish the enabled outputs of one graph (on the inference thread)."""
@@ -58,13 +72,9 @@ class StandardOutputs:
             ),
         }
         for param, make in makers.items():
-            if not self.node.p(param):
-                continue
             pub = self._pubs.get((camera, param))
-            if pub is None:
-                self.node.warn_throttled(f"{param} is on but vision_msgs is not installed")
-                continue
-            pub.publish(make(graph))
+            if pub is not None and self.node.p(param):
+                pub.publish(make(graph))
 
     def destroy(self) -> None:
         for pub in self._pubs.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+from sgclip_ros.core.domain import DomainCheck, ModelDomain, check_domain, read_domain
 from sgclip_ros.core.graph_builder import GraphSettings
 from sgclip_ros.core.health import stalled_for
 from sgclip_ros.core.predictor import PredictorConfig
@@ -62,6 +63,38 @@ def build_predictor_config(node) -> PredictorConfig:
     )
 
 
+def declared_domain(root: str, model_dir: str, untrained: bool) -> tuple[str, ModelDomain | None]:
+    """(name shown in messages, declared domain or None) of the model the node opened.
+
+    Called after load_backend verified the directory against its manifest.
+    """
+    from sgclip_ros.core.model_store import resolve_in_root
+
+    if untrained:
+        return model_dir, None
+    directory = resolve_in_root(root, model_dir)
+    return directory.name or str(directory), read_domain(directory)
+
+
+def domain_check(node) -> DomainCheck | None:
+    """The node's active concept lists against its model's domain (None before configure)."""
+    if node.predictor is None or not node.model_name:
+        return None
+    return check_domain(node.model_name, node.model_domain, node.predictor.concepts)
+
+
+def log_domain(node, opening: bool) -> None:
+    """On opening a closed-domain model: how to get real weights (info); whenever the active
+    lists hold words the model never saw: a warning naming them."""
+    check = domain_check(node)
+    if check is None:
+        return
+    if opening and check.closed and not check.warning:
+        node.get_logger().info(check.notice())
+    if check.warning:
+        node.get_logger().warning(check.warning)
+
+
 def status_snapshot(node):
     """A PerceptionStatus of the node's current state (called on the diagnostics timer)."""
     from sgclip_ros.core.health import PerceptionStatus, cameras_from_meters
@@ -89,6 +122,7 @@ def status_snapshot(node):
         status.untrained, status.fallback_reasons = choice.untrained, list(choice.fallbacks)
     if node.predictor is not None:
         status.concepts_id = node.predictor.concepts.concepts_id
+        status.domain = domain_check(node)
     if worker is not None and worker.depth is not None:
         _depth_health(status, worker.depth)
     if worker is not None:

@@ -56,6 +56,18 @@ def _drop_values(total: dict[str, int], period: dict[str, int]) -> list[KeyValue
     return values
 
 
+def _domain_values(status: PerceptionStatus) -> list[KeyValue]:
+    """What the model was trained on, the active words it never saw, how to get real weights."""
+    check = status.domain  # None before a model is configured: same keys, nothing known
+    unknown = ", ".join(check.unknown) if check else ""
+    return [
+        _kv("model_name", (check.model if check else "") or "none"),
+        _kv("model_domain", check.domain_name if check else "unknown"),
+        _kv("domain_unknown_words", unknown or "none"),
+        _kv("real_weights", (check.hint if check else "") or "n/a"),
+    ]
+
+
 def node_status_msg(status: PerceptionStatus) -> DiagnosticStatus:
     level, message = node_level(status)
     values = [
@@ -64,6 +76,7 @@ def node_status_msg(status: PerceptionStatus) -> DiagnosticStatus:
         _kv("model_id", status.model_id or "none"),
         _kv("concepts_id", status.concepts_id or "none"),
         _kv("untrained_model", str(status.untrained).lower()),
+        *_domain_values(status),
         _kv("cameras", len(status.cameras)),
         _kv("frames_processed", status.frames_processed),
         _kv("graphs_published", status.graphs_published),

@@ -61,7 +61,7 @@ from sgclip_ros.tools.bag_messages import (
     graph_to_rosbags,
     make_typestore,
 )
-from sgclip_ros.tools.bag_model import load_backend, make_predictor
+from sgclip_ros.tools.bag_model import domain_check, load_backend, make_predictor
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -287,6 +287,7 @@ def run(args) -> dict:
         detections = read_detections(reader, pairs)
         choice, model_dir = load_backend(args)
         predictor = make_predictor(args, choice.backend)
+        domain = domain_check(model_dir, predictor.concepts)
         jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8")) if args.jsonl else None
         writer = stack.enter_context(Writer(out_path, version=8, storage_plugin=storage))
         out_conn = writer.add_connection(OUTPUT_TOPIC, SCENE_GRAPH, typestore=store)
@@ -305,6 +306,7 @@ def run(args) -> dict:
     summary.update(
         storage=storage.name.lower(),
         untrained=choice.untrained,
+        model_domain=domain.to_dict(),
         model={
             "dir": model_dir,
             "id": choice.backend.model_id,
@@ -345,6 +347,9 @@ def format_summary(summary: dict) -> str:
         f"{summary['graphs_written']} scene graphs written to {summary['output']} "
         f"({summary['storage']})" + (" - INTERRUPTED" if summary.get("interrupted") else "")
     ]
+    warning = summary.get("model_domain", {}).get("warning")
+    if warning:
+        lines.append(f"bag: WARNING: {warning}")
     for topic, reasons in summary["rejected"].items():
         detail = ", ".join(f"{r} x{n}" for r, n in sorted(reasons.items())) or "none"
         lines.append(f"bag: {topic}: rejected {sum(reasons.values())} ({detail})")

@@ -48,6 +48,17 @@ def load_backend(args):
     return choice, (os.path.realpath(os.path.join(root, name)) if root else "")
 
 
+def domain_check(model_dir: str, concepts):
+    """The concept lists against the domain the model folder declares (summary WARN line and
+    ``model_domain`` key); ``model_dir`` "" is the untrained tiny model (no domain)."""
+    from sgclip_ros.core.backend_select import UNTRAINED_TINY
+    from sgclip_ros.core.domain import check_domain, read_domain
+
+    if not model_dir:
+        return check_domain(UNTRAINED_TINY, None, concepts)
+    return check_domain(Path(model_dir).name, read_domain(model_dir), concepts)
+
+
 def make_predictor(args, backend):
     from sgclip_ros.core.concepts import load_concepts
     from sgclip_ros.core.predictor import PredictorConfig, SGClipPredictor

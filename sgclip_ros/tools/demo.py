@@ -39,6 +39,7 @@ UNTRAINED = "untrained-tiny"
 # Written into every --out the demo creates: only such a folder (or an empty one) is cleared
 # for a new run, never one that merely holds files with the demo's names.
 MARKER = ".sgclip_demo_out"
+READY = ".recorder_ready"  # the listener creates it once it hears the node's topics
 
 
 CAMERA, RGBD_CAMERA = "/camera/image_raw", "/rgbd/color/image_raw"
@@ -92,6 +93,12 @@ def pick_model(requested: str | None, share: Path) -> str:
     return DEFAULT_MODEL if shipped else UNTRAINED
 
 
+def _wait_for(path: Path, deadline: float) -> None:
+    """Until ``path`` exists or the monotonic ``deadline`` passes (then the demo goes on)."""
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     recorder = start_module(
         "sgclip_ros.tools.demo_recorder",
-        ["--out", str(out), "--duration", str(args.timeout), "--idle", "4",
+        ["--out", str(out), "--duration", str(args.timeout), "--idle", "4", "--cameras", "2",
+         "--ready-file", str(out / READY),
          "--image-topic", "/camera/annotated_image", "--rgbd-camera", RGBD_CAMERA,
          "--rgbd-image-topic", "/rgbd/color/annotated_image"],
         env,
         **popen,
     )
+    _wait_for(out / READY, start + args.timeout / 2)  # the listener hears the node first
     replay = ["--frames", str(args.frames), "--rate", str(args.rate)]
     cameras = [
         start_module("sgclip_ros.tools.replay", [*replay, "--topic", CAMERA], env, **popen),

@@ -2,7 +2,7 @@
 
     ros2 run sgclip_ros demo_recorder [--out demo_out] [--graph-topic /scene_graph]
         [--image-topic /annotated_image] [--duration 60] [--idle 5]
-        [--rgbd-camera TOPIC --rgbd-image-topic TOPIC]
+        [--rgbd-camera TOPIC --rgbd-image-topic TOPIC] [--cameras N]
 
 Writes OUT/scene_graphs.jsonl, OUT/frames/NNNN.png (annotated frames) and, when it stops,
 OUT/contact_sheet.png; OUT is relative to the current directory. With an RGB-D camera, its
@@ -45,16 +45,26 @@ class DemoRecorder:
         self.images: list = []
         self.images_3d: list = []
         self.rgbd_camera, self.last_3d = rgbd_camera, None
+        self.cameras: set[str] = set()  # the cameras graphs came from
         qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(SceneGraph, graph_topic, self.on_graph, qos)
-        node.create_subscription(Image, image_topic, self.on_image, qos)
+        self.subscriptions = [
+            node.create_subscription(SceneGraph, graph_topic, self.on_graph, qos),
+            node.create_subscription(Image, image_topic, self.on_image, qos),
+        ]
         if rgbd_image_topic:
             (out / "frames_3d").mkdir(exist_ok=True)
-            node.create_subscription(Image, rgbd_image_topic, self.on_image_3d, qos)
+            self.subscriptions.append(
+                node.create_subscription(Image, rgbd_image_topic, self.on_image_3d, qos)
+            )
+
+    def matched(self) -> bool:
+        """Whether every subscription has found its publisher (graphs sent now arrive)."""
+        return all(sub.get_publisher_count() > 0 for sub in self.subscriptions)
 
     def on_graph(self, msg: SceneGraph) -> None:
         graph = scene_graph_from_msg(msg)
         self.graphs += 1
+        self.cameras.add(graph.camera)
         print(
             f"--- scene graph {self.graphs}: {len(msg.frame_stamps)} frames, "
             f"{msg.inference_ms:.0f} ms ({msg.backend})",
@@ -109,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         "--idle",
         type=float,
         default=5.0,
-        help="stop S seconds after the last graph (once one arrived)",
+        help="stop S seconds after the last graph (once every expected camera sent one)",
     )
+    parser.add_argument(
+        "--cameras", type=int, default=1, help="how many cameras to hear from before --idle counts"
+    )
+    parser.add_argument("--ready-file", help="created once every subscription has matched")
     args = parser.parse_args(
         rclpy.utilities.remove_ros_args(argv if argv is not None else sys.argv)[1:]
     )
@@ -121,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         args.rgbd_camera, args.rgbd_image_topic,
     )
     start = last = time.monotonic()
-    seen = 0
+    seen, ready = 0, Path(args.ready_file) if args.ready_file else None
     try:
         while time.monotonic() - start < args.duration:
             rclpy.spin_once(node, timeout_sec=0.1)
+            if ready is not None and not ready.exists() and recorder.matched():
+                ready.touch()  # the demo starts its cameras only now: no graph is missed
             if recorder.graphs != seen:
                 seen, last = recorder.graphs, time.monotonic()
-            if seen and time.monotonic() - last > args.idle:
+            heard = len(recorder.cameras) >= args.cameras
+            if seen and heard and time.monotonic() - last > args.idle:
                 break
     except KeyboardInterrupt:
         pass

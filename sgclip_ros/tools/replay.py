@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         info = CameraInfo(width=width, height=height, k=[float(v) for v in k])
     try:
         deadline = time.monotonic() + args.wait
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        pubs = [pub] if depth is None else [pub, depth_pub, info_pub]
+        while not all(p.get_subscription_count() for p in pubs) and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
         start = time.monotonic()
         for i, rgb in enumerate(frames):
