@@ -36,7 +36,6 @@ download); 2 bad arguments, a refused pickle, or an ``--out`` this tool did not 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -50,7 +49,7 @@ import torch
 
 from sgclip_ros.core.domain import OPEN, ModelDomain
 from sgclip_ros.core.model import CONFIG_FILE, WEIGHTS_FILE, SGClipModel, check_state_dict
-from sgclip_ros.core.model_config import PreprocessConfig, SGClipConfig
+from sgclip_ros.core.model_config import SGClipConfig
 from sgclip_ros.core.model_store import (
     ModelFileError,
     sha256_file,
@@ -64,27 +63,19 @@ from training.import_vine import (
     convert_weights,
     load_checkpoint,
 )
+from training.openclip_spec import (
+    FetchError,
+    UsageError,
+    openclip_config,
+    parse_openclip,
+    tag_preprocess,
+)
 from training.weights_card import card_text
 
 MARKER = ".sgclip_fetch_weights"  # in every --out this tool writes (see tools/out_dir.py)
 CARD_FILE = "MODEL_CARD.md"
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-# open_clip model configs whose tokenizer or text tower is not the plain CLIP one: the node
-# tokenises with open_clip's SimpleTokenizer and builds open_clip.model.CLIP towers only.
-_UNSUPPORTED_KEYS = {
-    "vision_cfg": ("timm_model_name",),
-    "text_cfg": ("hf_model_name", "hf_tokenizer_name", "tokenizer_kwargs"),
-}
-_CLIP_VOCAB = 49408  # SimpleTokenizer's vocabulary
-
-
-class FetchError(Exception):
-    """The source cannot be used (exit code 1)."""
-
-
-class UsageError(Exception):
-    """Bad or missing arguments, or an opt-in not given (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -196,56 +187,6 @@ def layout_of(weights: dict) -> str:
 # ---------------------------------------------------------------- open_clip
 
 
-def parse_openclip(spec: str) -> tuple[str, str | None]:
-    """``NAME[:TAG]`` -> (NAME, TAG or None); TAG may be a file path (open_clip's rule)."""
-    if spec.startswith(("hf-hub:", "local-dir:")):
-        raise UsageError(f"--openclip {spec}: open_clip's hf-hub:/local-dir: names are not "
-                         "supported; use a built-in NAME[:TAG], with --from-file for a "
-                         "checkpoint downloaded elsewhere")
-    name, _, tag = spec.partition(":")
-    if not name:
-        raise UsageError(f"--openclip {spec!r}: expected NAME[:TAG], e.g. ViT-B-32:openai")
-    return name, tag or None
-
-
-def _openclip_config(name: str) -> dict:
-    """open_clip's config for ``name`` if it is a plain CLIP the node can run; else UsageError."""
-    import open_clip
-
-    cfg = open_clip.get_model_config(name)
-    if cfg is None:
-        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"open_clip has no model {name!r}{hint} (open_clip.list_models())")
-    problems = [f"{sub}.{key}" for sub, keys in _UNSUPPORTED_KEYS.items()
-                for key in keys if key in cfg.get(sub, {})]
-    problems += [key for key in ("custom_text", "multimodal_cfg") if cfg.get(key)]
-    if cfg.get("text_cfg", {}).get("vocab_size") != _CLIP_VOCAB:
-        problems.append("text_cfg.vocab_size")
-    if problems:
-        raise UsageError(
-            f"open_clip model {name} has its own tokenizer or towers ({', '.join(problems)}); "
-            "sgclip_ros runs plain CLIP towers with the CLIP BPE tokenizer (ViT-B-32, ViT-B-16, "
-            "ViT-L-14 and their -quickgelu variants)"
-        )
-    cfg.pop("custom_text", None)
-    return cfg
-
-
-def _preprocess(image_size: int, tag_cfg: dict) -> PreprocessConfig:
-    """The tag's mean/std/resize (open_clip's defaults are CLIP's) as a PreprocessConfig."""
-    try:
-        return PreprocessConfig.from_dict({
-            "image_size": image_size,
-            "mean": list(tag_cfg.get("mean", PreprocessConfig(image_size).mean)),
-            "std": list(tag_cfg.get("std", PreprocessConfig(image_size).std)),
-            "interpolation": tag_cfg.get("interpolation", "bicubic"),
-            "resize_mode": tag_cfg.get("resize_mode", "shortest"),
-        })
-    except ValueError as exc:
-        raise FetchError(f"the pretrained tag's preprocessing is not supported: {exc}") from exc
-
-
 def pretrained_cfg(name: str, tag: str) -> dict:
     """open_clip's record of a pretrained tag ({} when TAG is not a known tag)."""
     import open_clip
@@ -282,7 +223,7 @@ def openclip_weights(name: str, tag: str | None, path: Path, towers: int,
     import open_clip
     from open_clip.model import CLIP
 
-    cfg = _openclip_config(name)
+    cfg = openclip_config(name)
     tag_cfg = pretrained_cfg(name, tag) if tag else {}
     # The OpenAI weights need QuickGELU; open_clip only warns when the tag and config differ.
     quick_gelu = bool(tag_cfg.get("quick_gelu", cfg.get("quick_gelu", False)))
@@ -296,7 +237,7 @@ def openclip_weights(name: str, tag: str | None, path: Path, towers: int,
     cfg["quick_gelu"] = quick_gelu
     config = SGClipConfig(
         name=model_name, clip=cfg, towers=towers,
-        preprocess=_preprocess(cfg["vision_cfg"]["image_size"], tag_cfg),
+        preprocess=tag_preprocess(cfg["vision_cfg"]["image_size"], tag_cfg),
         domain=ModelDomain(OPEN),
     )
     single = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
@@ -360,7 +301,7 @@ def write_model_dir(config: SGClipConfig, state: dict, source: dict, command: st
 def from_openclip(args) -> tuple[SGClipConfig, dict, dict]:
     """--openclip NAME[:TAG] (optionally with --from-file): (config, state, source)."""
     name, tag = parse_openclip(args.openclip)
-    _openclip_config(name)  # an unsupported name fails before any download
+    openclip_config(name)  # an unsupported name fails before any download
     source = {"kind": "openclip", "model": name, "pretrained": tag or ""}
     tag_is_file = bool(tag) and Path(tag).is_file()
     if args.from_file or tag_is_file:

@@ -13,6 +13,7 @@ by the model: `near`, `in front of` / `behind`, `above` / `below`, `on top of`, 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -203,8 +204,12 @@ def _back_project(rows, cols, z, intrinsics: Intrinsics, median: float, band: fl
 
 def _span_axes(up) -> np.ndarray | None:
     """[3, 3]: unit up, then the two axes across it (None without up)."""
-    if up is None:
-        return None
+    return None if up is None else _axes_of(tuple(float(u) for u in up))
+
+
+@functools.lru_cache(maxsize=8)
+def _axes_of(up: tuple[float, float, float]) -> np.ndarray:
+    """Computed once per up vector, not per object and frame (read only: shared)."""
     unit = np.asarray(up, float) / np.linalg.norm(up)
     return np.vstack([unit, perpendicular_axes(unit)])
 
