@@ -215,6 +215,11 @@ class Stack:
         c.node.create_subscription(Log, "/rosout", self.rosout.append, rosout_qos)
         self.plan_client = ActionClient(c.node, Plan, "/plan")
         self.dry_plan_client = ActionClient(c.node, Plan, "/dry/plan")
+        # rclpy drops a goal's feedback that arrives after its result (the client forgets the
+        # callback): read the feedback topic itself, as a monitoring tool would.
+        feedback = Plan.Impl.FeedbackMessage
+        self.feedback = c.subscribe(feedback, "/plan/_action/feedback")
+        self.dry_feedback = c.subscribe(feedback, "/dry/plan/_action/feedback")
 
     def diag(self, name: str) -> dict:
         """KeyValues of the newest status named exactly ``name``, plus _level and _message."""
@@ -232,19 +237,21 @@ class Stack:
         from sgclip_ros.action import Plan
 
         c, ac = self.client, (self.dry_plan_client if dry else self.plan_client)
+        inbox = self.dry_feedback if dry else self.feedback
         assert c.spin_until(ac.server_is_ready, 30), "plan action server not available"
-        feedback = []
-        goal = ac.send_goal_async(
-            Plan.Goal(instruction=instruction), feedback_callback=lambda m: feedback.append(m)
-        )
+        goal = ac.send_goal_async(Plan.Goal(instruction=instruction))
         assert c.spin_until(goal.done, 10) and goal.result().accepted
+        uuid = bytes(goal.result().goal_id.uuid)
         result = goal.result().get_result_async()
         assert c.spin_until(result.done, timeout), f"no result for {instruction!r}"
         res = result.result().result
-        # The final feedback and the result travel separately: wait for it (under load it can
-        # trail the result by seconds).
-        c.spin_until(lambda: any(f.feedback.status == res.status for f in feedback), 30)
-        return res, [f.feedback for f in feedback]
+
+        def feedback():
+            return [m.feedback for m in inbox if bytes(m.goal_id.uuid) == uuid]
+
+        # The final feedback and the result travel separately: it can trail the result.
+        c.spin_until(lambda: any(f.status == res.status for f in feedback()), 30)
+        return res, feedback()
 
     def set_params(self, node: str, **values) -> None:
         params = [Parameter(name=k, value=_value(v)) for k, v in values.items()]
