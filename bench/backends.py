@@ -1,7 +1,8 @@
 """Windows per second of the streaming predictor on each backend, on CPU, vs torch eager.
 
     python -m bench.backends [--json PATH] [--model sgclip-vit-b-32] [--objects 4] [--window 8]
-        [--windows 8] [--formats onnx,aoti] [--work DIR]
+        [--windows 8] [--formats onnx,onnx-int8,aoti] [--precision fp32,fp16] [--work DIR]
+        [--shipped models/shapes_default]
 
 A randomly initialised model of ``--model`` is saved, exported with ``training.export`` (ONNX
 and AOTInductor CPU; their parity checks run as part of it) and loaded through
@@ -11,6 +12,15 @@ frame's crops + preprocessing + one forward per tower + scoring). Rounds alterna
 backends so machine drift hits all alike. Headline: ``best_compiled_ratio`` = windows/s of the
 best compiled backend / windows/s of torch eager, measured in this process (goal >= 1.5).
 TensorRT is reported unavailable on CPU, with the selector's reason.
+
+Reduced precision (measured on ``--model`` and on the shipped, trained ``--shipped`` model):
+``int8_ratio_to_onnxruntime`` = windows/s of ``onnxruntime-int8`` / windows/s of fp32
+``onnxruntime`` (goal >= 1.8; int8 is not one of the compiled backends of the headline above,
+it trades accuracy), ``int8_encoder_ratio_to_onnxruntime`` the same for the encoders alone (one
+frame's crops through every tower); both of medians, and ``..._best`` of the fastest run of
+each (steadier when other jobs share the machine). ``int8_min_cos`` / ``fp16_min_cos``: the
+worst cosine of an int8 / fp16 ONNX embedding to torch eager fp32 over ShapesWorld object and
+pair crops (every tower) and the concept list's texts (every text tower).
 """
 
 from __future__ import annotations
@@ -24,39 +34,54 @@ from pathlib import Path
 
 import torch
 
-from bench.core import make_clip, time_streaming
+from bench.core import make_clip, time_floor, time_streaming
+from sgclip_ros.core import scoring
 from sgclip_ros.core.backend_select import load_backend
+from sgclip_ros.core.backends.artefacts import load_artefacts, subdir_for
+from sgclip_ros.core.backends.parity import compare
 from sgclip_ros.core.concepts import load_concepts
+from sgclip_ros.core.io_spec import TEXT, encoder_specs
 from sgclip_ros.core.model import build_model, save_model
 from sgclip_ros.core.model_config import load_model_config
 from sgclip_ros.core.model_store import write_manifest
 from training import export
+from training.export_common import shapes_world_pixels
 
-BACKENDS = ("torch", "onnxruntime", "aoti", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "aoti", "tensorrt")
+# The fp32-class compiled backends of the headline; int8 is measured against onnxruntime.
 COMPILED = ("onnxruntime", "aoti", "tensorrt")
+INT8 = "onnxruntime-int8"
 GOAL_RATIO = 1.5
+INT8_GOAL_RATIO = 1.8
+SHIPPED = "models/shapes_default"
 
 
-def prepare_model(root: Path, model_name: str, formats: str, concepts: str) -> float:
+def run_export(checkpoint: Path, out: Path, formats: str, concepts: str, precision: str) -> None:
+    """``training.export`` (CPU targets); SystemExit naming the exit code if it failed."""
+    argv = ["--checkpoint", str(checkpoint), "--out", str(out), "--formats", formats,
+            "--precision", precision, "--aoti-device", "cpu", "--concepts", concepts]
+    code = export.main(argv)
+    if code != 0:
+        raise SystemExit(f"training.export failed with exit code {code}")
+
+
+def prepare_model(root: Path, model_name: str, formats: str, concepts: str,
+                  precision: str = "fp32") -> float:
     """Save a seeded random model under ``root/model`` and export it; returns seconds taken."""
     start = time.perf_counter()
     directory = root / "model"
     if not (directory / "manifest.json").is_file():
         save_model(build_model(load_model_config(model_name), seed=0), directory)
         write_manifest(directory, {"model": model_name, "weights": "random init, seed 0"})
-    argv = ["--checkpoint", str(directory), "--out", str(directory), "--formats", formats,
-            "--aoti-device", "cpu", "--concepts", concepts]
-    code = export.main(argv)
-    if code != 0:
-        raise SystemExit(f"training.export failed with exit code {code}")
+    run_export(directory, directory, formats, concepts, precision)
     return time.perf_counter() - start
 
 
-def load_all(root: Path) -> tuple[dict, dict]:
+def load_all(root: Path, model_dir: str = "model", names=BACKENDS) -> tuple[dict, dict]:
     """{name: backend} that loaded as themselves, and {name: reason} for the others."""
     loaded, missing = {}, {}
-    for name in BACKENDS:
-        choice = load_backend(name, str(root), "model", "cpu")
+    for name in names:
+        choice = load_backend(name, str(root), model_dir, "cpu")
         if choice.backend.name == name:
             loaded[name] = choice.backend
         else:
@@ -75,6 +100,98 @@ def measure(loaded: dict, concepts, args) -> dict[str, list[float]]:
         for name, backend in loaded.items():
             times[name] += time_streaming(backend, concepts, frames, boxes, args.window, per_round)
     return times
+
+
+def ratios(times: dict) -> tuple[float | None, float | None]:
+    """fp32 onnxruntime time / int8 time: of the medians, and of the fastest runs (the latter
+    is the steadier figure on a machine that other jobs load now and then)."""
+    if INT8 not in times or "onnxruntime" not in times:
+        return None, None
+    fp32, int8 = times["onnxruntime"], times[INT8]
+    return statistics.median(fp32) / statistics.median(int8), min(fp32) / min(int8)
+
+
+def encoder_times(loaded: dict, args) -> dict[str, list[float]]:
+    """Encoders alone: one frame's crops through every tower, onnxruntime and int8 alternating."""
+    if INT8 not in loaded or "onnxruntime" not in loaded:
+        return {}
+    frames, boxes = make_clip(1, args.objects)
+    times = {name: [] for name in ("onnxruntime", INT8)}
+    for name in times:  # warm-up
+        time_floor(loaded[name], frames, boxes, 1)
+    for _ in range(args.rounds):
+        for name in times:
+            times[name] += time_floor(loaded[name], frames, boxes, max(2, args.windows // 2))
+    return times
+
+
+def _min_cos(reference, backend, pixels, tokens, precision: str) -> dict:
+    """Worst cosine of ``backend``'s embeddings to ``reference``'s, images and texts apart."""
+    image = min(compare(reference.encode_images(t, pixels), backend.encode_images(t, pixels),
+                        precision).min_cos for t in range(backend.towers))
+    text_specs = [s for s in encoder_specs(backend.config) if s.kind == TEXT]
+    text = min(compare(reference.encode_texts(s.tower, tokens), backend.run_encoder(s, tokens),
+                       precision).min_cos for s in text_specs)
+    return {"min_cos": min(image, text), "image_min_cos": image, "text_min_cos": text,
+            "crops": len(pixels), "texts": len(tokens)}
+
+
+def fp16_backend(root: Path, model_dir: str, reference):
+    """The fp16 ONNX graphs (``onnx_fp16/``) on ONNX Runtime's CPU provider, or None."""
+    from sgclip_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    directory = root / model_dir / subdir_for("onnx", precision="fp16")
+    if not directory.is_dir():
+        return None
+    art = load_artefacts(root, model_dir, directory.name, "onnx", reference.config,
+                         reference.model_id)
+    return OnnxRuntimeBackend(art, "cpu")
+
+
+def quality(root: Path, model_dir: str, loaded: dict, concepts) -> dict:
+    """int8 and fp16 ONNX vs torch eager fp32 on ShapesWorld crops and the concept texts
+    (text towers run on every text, not looked up among the precomputed embeddings)."""
+    reference = loaded["torch"]
+    pixels = shapes_world_pixels(reference.config)
+    texts = scoring.category_texts(concepts) + scoring.unary_texts(concepts)
+    tokens = reference.tokenize(texts + scoring.binary_texts(concepts))
+    out = {}
+    if INT8 in loaded:
+        out["int8"] = _min_cos(reference, loaded[INT8], pixels, tokens, "int8")
+    fp16 = fp16_backend(root, model_dir, reference)
+    if fp16 is not None:
+        out["fp16"] = _min_cos(reference, fp16, pixels, tokens, "fp16")
+    return out
+
+
+def reduced_figures(times: dict, loaded: dict, missing: dict, cosines: dict, args) -> dict:
+    """The int8 and fp16 headline figures of one model (None where not measured)."""
+    window, window_best = ratios(times)
+    encoder, encoder_best = ratios(encoder_times(loaded, args))
+    return {
+        "int8_ratio_to_onnxruntime": window,
+        "int8_ratio_to_onnxruntime_best": window_best,
+        "int8_encoder_ratio_to_onnxruntime": encoder,
+        "int8_encoder_ratio_to_onnxruntime_best": encoder_best,
+        "int8_min_cos": cosines.get("int8", {}).get("min_cos"),
+        "fp16_min_cos": cosines.get("fp16", {}).get("min_cos"),
+        "int8_unavailable": None if INT8 in loaded else missing.get(INT8, "not exported"),
+        "cosines": cosines,
+    }
+
+
+def shipped_figures(root: Path, args, concepts) -> dict:
+    """int8/fp16 figures of the shipped, trained model (exported into ``root/shipped``)."""
+    source = Path(args.shipped)
+    run_export(source, root / "shipped", "onnx,onnx-int8", args.concepts, "fp32,fp16")
+    names = ("torch", "onnxruntime", INT8)
+    loaded, missing = load_all(root, "shipped", names)
+    times = measure(loaded, concepts, args)
+    rows = {n: statistics.median(t) for n, t in times.items()}
+    result = reduced_figures(times, loaded, missing, quality(root, "shipped", loaded, concepts),
+                             args)
+    return {"model_dir": str(source), "model": loaded["torch"].config.name,
+            "window_s": rows, **result}
 
 
 def summarise(times: dict, missing: dict) -> dict:
@@ -100,9 +217,15 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         root = Path(args.work) if args.work else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        export_s = prepare_model(root, args.model, args.formats, args.concepts)
+        export_s = prepare_model(root, args.model, args.formats, args.concepts, args.precision)
         loaded, missing = load_all(root)
-        result = summarise(measure(loaded, concepts, args), missing)
+        times = measure(loaded, concepts, args)
+        result = summarise(times, missing)
+        result.update(reduced_figures(times, loaded, missing,
+                                      quality(root, "model", loaded, concepts), args))
+        result["int8_goal_ratio"] = INT8_GOAL_RATIO
+        if args.shipped:
+            result["shipped"] = shipped_figures(root, args, concepts)
     result.update(
         model=args.model, objects=args.objects, window=args.window, stride=1,
         export_s=export_s, torch_threads=torch.get_num_threads(),
@@ -129,6 +252,20 @@ def print_table(result: dict) -> None:
             print(f"{name:12s} {'unavailable':>10s}  {row['reason']}")
     print(f"best_compiled_ratio {result['best_compiled_ratio']:.2f} ({result['best_compiled']}; "
           f"goal >= {GOAL_RATIO})")
+    rows = [(result["model"], result)]
+    if "shipped" in result:
+        rows.append((result["shipped"]["model_dir"], result["shipped"]))
+    for label, figures in rows:
+        print(f"{label}: " + ", ".join(f"{key} {_shown(figures[key])}" for key in (
+            "int8_ratio_to_onnxruntime", "int8_ratio_to_onnxruntime_best",
+            "int8_encoder_ratio_to_onnxruntime", "int8_encoder_ratio_to_onnxruntime_best",
+            "int8_min_cos", "fp16_min_cos")) + f" (int8 goal >= {INT8_GOAL_RATIO})")
+        if figures.get("int8_unavailable"):
+            print(f"  int8 unavailable: {figures['int8_unavailable']}")
+
+
+def _shown(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if value < 1 else f"{value:.2f}"
 
 
 def main(argv=None) -> int:
@@ -141,7 +278,12 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--windows", type=int, default=8, help="windows timed per backend")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
-    parser.add_argument("--formats", default="onnx,aoti", help="what training.export makes")
+    parser.add_argument("--formats", default="onnx,onnx-int8,aoti",
+                        help="what training.export makes")
+    parser.add_argument("--precision", default="fp32,fp16",
+                        help="ONNX precisions training.export makes (fp16: fp16_min_cos)")
+    parser.add_argument("--shipped", default=SHIPPED,
+                        help="trained model directory also measured for int8/fp16 ('': skip)")
     parser.add_argument("--work", help="keep the model and exports here (default: temporary)")
     args = parser.parse_args(argv)
     result = run(args)

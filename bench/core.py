@@ -5,13 +5,21 @@
 Reports windows per second both ways and their ratio (`ratio`), plus the steady-state cost of a
 new frame against the floor: one batched forward per tower of that frame's crops
 (`floor_ratio`, goal <= 1.3).
+
+`best_cpu_window_s`: the same model exported (``training.export``, ONNX fp32 and int8) and run
+by every CPU backend of ``--cpu-backends`` with fast preprocessing; the fastest backend's
+steady-state window (goal for ViT-B-32 at 4 objects on 2 cores: <= 0.45 s, i.e. >= 20x the
+reference loop, `best_cpu_ratio_to_reference`). `best_cpu_fp32_window_s` is the fastest of
+the backends with fp32 accuracy (int8 is within cosine 0.99, see docs/engines.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +28,7 @@ import torch
 from bench import report
 from bench.reference import ReferenceForward
 from sgclip_ros.core.backend import TorchBackend
+from sgclip_ros.core.backend_select import load_backend
 from sgclip_ros.core.concepts import load_concepts
 from sgclip_ros.core.crops import object_crops, pair_crops
 from sgclip_ros.core.frame_encoder import all_pairs
@@ -32,6 +41,9 @@ from sgclip_ros.core.scene_graph import Box
 from sgclip_ros.core.window import WindowConfig
 
 COLORS = [(220, 30, 30), (30, 180, 30), (30, 60, 220), (230, 200, 20), (200, 30, 200)]
+CPU_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+REDUCED_ACCURACY = ("onnxruntime-int8",)
+BEST_CPU_GOAL_S, BEST_CPU_GOAL_RATIO = 0.45, 20.0
 
 
 def make_clip(n_frames: int, n_objects: int, width=640, height=480, seed=0):
@@ -93,10 +105,11 @@ def time_reference(backend, concepts, frames, boxes, window: int, n_windows: int
 
 
 def time_streaming(backend, concepts, frames, boxes, window: int, n_windows: int,
-                   encodes: list[int] | None = None) -> list[float]:
+                   encodes: list[int] | None = None, preprocess: str = "exact") -> list[float]:
     """Seconds per steady-state window; ``encodes`` (when given) gets the crops encoded."""
     predictor = SGClipPredictor(
-        backend, concepts, PredictorConfig(window=WindowConfig(size=window))
+        backend, concepts,
+        PredictorConfig(window=WindowConfig(size=window), preprocess=preprocess),
     )
     for t in range(window - 1):  # fill the window: steady state starts afterwards
         predictor.add_frame("cam", frames[t], (t + 1) * 10**8, _regions(boxes[t]))
@@ -128,6 +141,55 @@ def time_floor(backend, frames, boxes, repeats: int) -> list[float]:
     return times
 
 
+def _export_formats(names) -> str:
+    """What training.export must make for the CPU backends ``names``."""
+    wanted = {"onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8", "aoti": "aoti"}
+    return ",".join(dict.fromkeys(wanted[n] for n in names if n in wanted)) or "onnx"
+
+
+def best_cpu(args, concepts, frames, boxes, reference_s: float) -> dict:
+    """Steady-state window of each CPU backend with fast preprocessing, and the best one."""
+    from bench.backends import prepare_model  # bench.backends imports this module
+
+    times, skipped = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
+        root = Path(tmp)
+        prepare_model(root, args.model, _export_formats(args.cpu_backends), args.concepts)
+        loaded = {}
+        for name in args.cpu_backends:
+            choice = load_backend(name, str(root), "model", "cpu")
+            if choice.backend.name == name:
+                loaded[name] = choice.backend
+                time_streaming(choice.backend, concepts, frames, boxes, args.window, 1,
+                               preprocess="fast")  # warm-up
+            else:
+                skipped[name] = "; ".join(choice.fallbacks)
+        for _ in range(2):  # two alternating rounds: machine drift hits every backend alike
+            for name, backend in loaded.items():
+                times.setdefault(name, []).extend(time_streaming(
+                    backend, concepts, frames, boxes, args.window, max(1, args.windows // 2),
+                    preprocess="fast"))
+    window_s = {name: statistics.median(t) for name, t in times.items()}
+    if not window_s:
+        raise SystemExit(f"no CPU backend loaded: {skipped}")
+    best = min(window_s, key=window_s.get)
+    exact = {n: s for n, s in window_s.items() if n not in REDUCED_ACCURACY}
+    best_fp32 = min(exact, key=exact.get) if exact else None
+    return {
+        "best_cpu_window_s": window_s[best],
+        "best_cpu_backend": best,
+        "best_cpu_ratio_to_reference": reference_s / window_s[best],
+        "best_cpu_fp32_window_s": exact.get(best_fp32),
+        "best_cpu_fp32_backend": best_fp32,
+        "best_cpu_goal_s": BEST_CPU_GOAL_S,
+        "best_cpu_goal_ratio": BEST_CPU_GOAL_RATIO,
+        "cpu_fast_window_s": window_s,
+        # The fastest window of each: steadier than the median when other jobs share the CPU.
+        "cpu_fast_window_min_s": {name: min(t) for name, t in times.items()},
+        "cpu_backends_skipped": skipped,
+    }
+
+
 def run(args) -> dict:
     torch.manual_seed(0)
     config = load_model_config(args.model)
@@ -143,7 +205,7 @@ def run(args) -> dict:
                           our_encodes)
     floor = time_floor(backend, frames, boxes, args.windows)
     ref_s, ours_s, floor_s = (statistics.median(x) for x in (ref, ours, floor))
-    return {
+    result = {
         "ratio": ref_s / ours_s,
         "reference_window_s": ref_s,
         "reference_windows_per_s": 1.0 / ref_s,
@@ -164,6 +226,9 @@ def run(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
     }
+    if args.cpu_backends:
+        result.update(best_cpu(args, concepts, frames, boxes, ref_s))
+    return result
 
 
 def main(argv=None) -> int:
@@ -177,7 +242,10 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--ref-windows", type=int, default=3, help="reference windows to time")
     parser.add_argument("--windows", type=int, default=8, help="streaming windows to time")
+    parser.add_argument("--cpu-backends", default=",".join(CPU_BACKENDS),
+                        help="CPU backends for best_cpu_window_s (comma list; '': skip)")
     args = parser.parse_args(argv)
+    args.cpu_backends = [n.strip() for n in args.cpu_backends.split(",") if n.strip()]
     result = run(args)
     report(result, args.json, width=36)
     return 0

@@ -4,11 +4,15 @@
     python -m bench.gpu_check --dry-run --out /tmp/gc    # CPU, tiny model: checks the script
 
 Stages (each timed; optional ones are skipped with a reason when the budget runs short):
-ONNX export (fp32) -> AOTInductor CUDA packages (fp16) -> TensorRT fp16 engines if ``tensorrt``
-imports -> load every backend the machine supports -> parity of each against torch eager fp32 on
-real crops -> frames per second of the streaming predictor (window 8, stride 1: one frame's
-crops + preprocessing + one forward per tower + scoring) for 1, 4 and 8 objects, for one
-stream and for ``--cameras`` streams fed together (their crops share one forward per tower).
+ONNX export (fp32) -> fp16 ONNX export (``training.export --precision fp16``: fp16 weights and
+compute, float32 I/O, the input of strongly typed TensorRT) -> AOTInductor CUDA packages (fp16)
+-> TensorRT engines from the fp16 ONNX if ``tensorrt`` imports (10.x or 11.x, strongly typed;
+the API facts of the installed TensorRT are recorded) -> load every backend the machine supports
+-> parity of each against torch eager fp32 on real crops, plus the fp16 ONNX image encoders in
+ONNX Runtime under each present provider (TensorRT, CUDA, CPU) -> frames per second of the
+streaming predictor (window 8, stride 1: one frame's crops + preprocessing + one forward per
+tower + scoring) for 1, 4 and 8 objects, for one stream and for ``--cameras`` streams fed
+together (their crops share one forward per tower).
 Writes ``<out>.json`` and ``<out>.md`` and prints the markdown table.
 """
 
@@ -31,13 +35,19 @@ from bench.core import make_clip
 from bench.gpu_report import markdown
 from sgclip_ros.core.backend import TorchBackend
 from sgclip_ros.core.backend_select import load_backend
+from sgclip_ros.core.backends.artefacts import BackendUnavailable, load_artefacts
 from sgclip_ros.core.backends.parity import compare
 from sgclip_ros.core.concepts import load_concepts
 from sgclip_ros.core.frame_encoder import FrameInput
-from sgclip_ros.core.io_spec import COMPUTE_DTYPES
+from sgclip_ros.core.io_spec import COMPUTE_DTYPES, encoder_specs
 from sgclip_ros.core.model import build_model, load_model, save_model
 from sgclip_ros.core.model_config import load_model_config
-from sgclip_ros.core.model_store import write_manifest
+from sgclip_ros.core.model_store import (
+    ModelFileError,
+    model_id,
+    verify_model_dir,
+    write_manifest,
+)
 from sgclip_ros.core.predictor import PredictorConfig, SGClipPredictor
 from sgclip_ros.core.regions import Region
 from sgclip_ros.core.scene_graph import Box
@@ -46,6 +56,23 @@ from training.export_common import parity_pixels
 
 REPO = Path(__file__).resolve().parent.parent
 CONCEPTS = str(REPO / "config" / "concepts" / "household.yaml")
+# Where ``training.export --precision fp16`` writes the fp16 graphs inside a model directory
+# (next to the fp32 ``onnx/``); TensorRT engines are built from them into ``tensorrt/``.
+FP16_ONNX = "onnx_fp16"
+# ONNX Runtime providers the fp16 ONNX is checked under, when this onnxruntime has them.
+ORT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# Names whose presence tells TensorRT 10.x from 11.x (11.x removed the weak-typing ones);
+# recorded so a GPU session can compare the real module with test/trt_standins.py.
+TRT_API_PROBES = (
+    ("BuilderFlag", "FP16"), ("BuilderFlag", "BF16"), ("BuilderFlag", "INT8"),
+    ("BuilderFlag", "OBEY_PRECISION_CONSTRAINTS"), ("BuilderFlag", "VERSION_COMPATIBLE"),
+    ("Builder", "platform_has_fast_fp16"), ("Builder", "platform_has_fast_int8"),
+    ("Builder", "platform_has_tf32"), ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"),
+    ("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"),
+    ("HardwareCompatibilityLevel", "AMPERE_PLUS"), ("IBuilderConfig", "create_timing_cache"),
+    ("IBuilderConfig", "set_timing_cache"), ("IBuilderConfig", "hardware_compatibility_level"),
+    ("Runtime", "engine_host_code_allowed"), ("IExecutionContext", "execute_async_v3"),
+)
 
 
 class CastTorchBackend(TorchBackend):
@@ -91,9 +118,19 @@ def environment(device: str) -> dict:
         import tensorrt
 
         info["tensorrt"] = tensorrt.__version__
+        info["tensorrt_api"] = tensorrt_api(tensorrt)
     except ImportError as exc:
         info["tensorrt"] = f"not importable ({exc})"
     return info
+
+
+def tensorrt_api(trt) -> dict:
+    """{"Class.NAME": present} for TRT_API_PROBES on the installed TensorRT."""
+    facts = {}
+    for owner, name in TRT_API_PROBES:
+        holder = getattr(trt, owner, None)
+        facts[f"{owner}.{name}"] = holder is not None and hasattr(holder, name)
+    return facts
 
 
 def run_stage(name: str, argv: list[str], budget: Budget, stages: dict, reserve: float) -> None:
@@ -120,16 +157,29 @@ def build_artefacts(root: Path, args, budget: Budget, stages: dict) -> None:
     common = ["training.export", "--checkpoint", str(directory), "--out", str(directory),
               "--concepts", CONCEPTS]
     run_stage("onnx export", common + ["--formats", "onnx"], budget, stages, args.reserve_s)
+    # A stage of its own, so the fp32 graphs above do not depend on the fp16 conversion.
+    run_stage("onnx fp16 export", common + ["--formats", "onnx", "--precision", "fp16"],
+              budget, stages, args.reserve_s)
     if not args.device.startswith("cuda"):
         return
     run_stage("aoti cuda fp16 export", common + ["--formats", "aoti", "--aoti-device", "cuda",
                                                  "--cuda-precision", "fp16"],
               budget, stages, args.reserve_s)
+    build_tensorrt(root, args, budget, stages)
+
+
+def build_tensorrt(root: Path, args, budget: Budget, stages: dict) -> None:
+    """Strongly typed TensorRT engines from the fp16 ONNX (TensorRT 10.x or 11.x)."""
     if importlib.util.find_spec("tensorrt") is None:
         stages["tensorrt build"] = "skipped: the tensorrt package is not installed"
         return
-    run_stage("tensorrt fp16 build", ["training.build_engine", "--onnx",
-                                      str(directory / "onnx"), "--fp16"],
+    onnx_dir = root / "model" / FP16_ONNX
+    if not (onnx_dir / "manifest.json").is_file():
+        stages["tensorrt build"] = "skipped: no fp16 ONNX (see the onnx fp16 export stage)"
+        return
+    # --fp16 makes build_engine refuse anything but an fp16 graph: precision is the ONNX's own.
+    run_stage("tensorrt fp16 build (strongly typed)",
+              ["training.build_engine", "--onnx", str(onnx_dir), "--fp16"],
               budget, stages, args.reserve_s)
 
 
@@ -144,14 +194,100 @@ def load_backends(root: Path, args) -> tuple[dict, dict]:
     missing = {}
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     for name, label in (("aoti", f"aoti {kind}"), ("onnxruntime", f"onnxruntime {kind}"),
-                        ("tensorrt", "tensorrt")):
+                        ("tensorrt", "tensorrt (from fp16 ONNX, strongly typed)")):
         choice = load_backend(name, str(root), "model", args.device)
         if choice.backend.name == name:
             precision = getattr(choice.backend, "precision", "fp32")
             backends[f"{label} {precision}"] = choice.backend
         else:
             missing[label] = "; ".join(choice.fallbacks)
+    label = f"onnxruntime {kind} (fp16 ONNX)"
+    try:
+        backends[f"{label} fp16"] = fp16_onnx_backend(root, backends["torch eager fp32"], args)
+    except (BackendUnavailable, ModelFileError, FileNotFoundError) as exc:
+        missing[label] = str(exc)
     return backends, missing
+
+
+def fp16_onnx_backend(root: Path, reference, args):
+    """The fp16 ONNX graphs on the project's ONNX Runtime backend (CUDA provider on a GPU)."""
+    from sgclip_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    if not (root / "model" / FP16_ONNX).is_dir():
+        raise FileNotFoundError(f"no {FP16_ONNX}/ (see the onnx fp16 export stage)")
+    mid = model_id(verify_model_dir(root, "model"))
+    art = load_artefacts(root, "model", FP16_ONNX, "onnx", reference.config, mid)
+    return OnnxRuntimeBackend(art, args.device)
+
+
+def ort_provider_parity(root: Path, budget: Budget, reserve: float) -> dict:
+    """fp16 ONNX image encoders in ONNX Runtime, per present provider, vs torch eager fp32.
+
+    The project's onnxruntime backend uses the CUDA or CPU provider; this also covers ONNX
+    Runtime's TensorRT provider (which builds its own engines at session creation). Each
+    provider runs in a child process (``--ort-provider``) bounded by the budget, so one that
+    crashes or hangs is reported instead of ending the check.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return {"skipped": f"onnxruntime not importable ({exc})"}
+    if not (root / "model" / FP16_ONNX / "manifest.json").is_file():
+        return {"skipped": "no fp16 ONNX (see the onnx fp16 export stage)"}
+    present = set(ort.get_available_providers())
+    return {provider: _provider_child(root, provider, budget.left() - reserve)
+            for provider in ORT_PROVIDERS if provider in present}
+
+
+def _provider_child(root: Path, provider: str, allowed: float) -> dict:
+    """Run ``--ort-provider PROVIDER`` in a child process; its JSON, or why there is none."""
+    if allowed < 30:
+        return {"skipped": f"{allowed:.0f} s of budget left for it"}
+    out = root / f"ort-{provider}"
+    argv = [sys.executable, "-m", "bench.gpu_check", "--ort-provider", provider,
+            "--work", str(root), "--out", str(out)]
+    try:
+        code = subprocess.run(argv, cwd=REPO, timeout=allowed).returncode
+    except subprocess.TimeoutExpired:
+        return {"error": f"stopped after {allowed:.0f} s (budget)"}
+    if code != 0:
+        how = f"signal {-code}" if code < 0 else f"exit {code}"
+        return {"error": f"the check process ended with {how}"}
+    return json.loads(Path(f"{out}.json").read_text(encoding="utf-8"))
+
+
+def provider_check(args) -> int:
+    """``--ort-provider``: one provider's parity on the fp16 image encoders, to <out>.json."""
+    import onnxruntime as ort
+
+    from sgclip_ros.core.backends.onnxruntime_backend import disabled_optimizers
+
+    root = Path(args.work)
+    reference = TorchBackend(load_model(root / "model"), "bench", "cpu")
+    config = reference.config
+    pixels = parity_pixels(config)
+    results = []
+    start = time.perf_counter()
+    for spec in (s for s in encoder_specs(config) if s.kind == "image"):
+        path = root / "model" / FP16_ONNX / spec.filename("onnx")
+        # Same optimizer exclusions as the node's onnxruntime backend for fp16 graphs.
+        session = ort.InferenceSession(str(path), providers=[args.ort_provider],
+                                       disabled_optimizers=disabled_optimizers("fp16"))
+        if session.get_providers()[0] != args.ort_provider:  # ORT fell back silently
+            results = f"{spec.name}: onnxruntime gave providers {session.get_providers()}"
+            break
+        (got,) = session.run([spec.output.name], {spec.input.name: pixels.numpy()})
+        results.append(compare(reference.encode_images(spec.tower, pixels),
+                               torch.from_numpy(got), "fp16"))
+    if isinstance(results, str):
+        result = {"error": results}
+    else:
+        result = {"max_abs": max(r.max_abs for r in results),
+                  "min_cos": min(r.min_cos for r in results),
+                  "ok": all(r.ok for r in results),
+                  "seconds": round(time.perf_counter() - start, 1)}
+    Path(f"{args.out}.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
+    return 0
 
 
 def parity(backends: dict, config) -> dict:
@@ -225,9 +361,28 @@ def run(args) -> dict:
         backends, result["unavailable"] = load_backends(root, args)
         config = next(iter(backends.values())).config
         result["parity"] = parity(backends, config)
+        result["ort_fp16_providers"] = ort_provider_parity(root, budget, args.reserve_s / 2)
         result["throughput"] = throughput(backends, args, budget)
     result["goal"] = "4 objects: >= 1000 frames/s on an H100/H200 class GPU"
     return result
+
+
+def fp16_markdown(result: dict) -> str:
+    """The fp16-ONNX provider table and the TensorRT API facts (gpu_report renders the rest)."""
+    lines = ["", "fp16 ONNX image encoders in ONNX Runtime, per provider, vs torch eager fp32:", "",
+             "| provider | max abs diff | min cosine | ok |", "|---|---:|---:|---|"]
+    for name, p in result["ort_fp16_providers"].items():
+        if isinstance(p, dict) and "min_cos" in p:
+            lines.append(f"| {name} | {p['max_abs']:.2e} | {p['min_cos']:.6f} | "
+                         f"{'yes' if p['ok'] else 'NO'} |")
+        else:
+            lines.append(f"| {name} | {p} | | |")
+    api = result["environment"].get("tensorrt_api")
+    if api:
+        present = ", ".join(k for k, v in api.items() if v) or "none"
+        absent = ", ".join(k for k, v in api.items() if not v) or "none"
+        lines += ["", f"TensorRT API present: {present}.", f"TensorRT API absent: {absent}."]
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -246,9 +401,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds kept for loading and measuring after the builds")
     parser.add_argument("--work", help="keep the model and artefacts here")
     parser.add_argument("--dry-run", action="store_true", help="CPU, sgclip-tiny, short")
+    parser.add_argument("--ort-provider", help=argparse.SUPPRESS)  # the child of the check
     args = parser.parse_args(argv)
     args.objects = [int(n) for n in args.objects.split(",")]
-    if args.dry_run:
+    if args.ort_provider:
+        if not args.work:
+            parser.error("--ort-provider needs --work")
+        args.device = "cpu"  # the reference; the provider picks its own device
+    elif args.dry_run:
         args.model, args.device, args.frames, args.point_s = "sgclip-tiny", "cpu", 4, 0.5
         args.cameras = min(args.cameras, 2)
     else:
@@ -260,12 +420,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.ort_provider:
+        return provider_check(args)
     result = run(args)
-    text = markdown(result)
+    text = markdown(result) + fp16_markdown(result)
     print(text)
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     Path(f"{args.out}.md").write_text(text, encoding="utf-8")
     bad = [label for label, p in result["parity"].items() if not p["ok"]]
+    bad += [name for name, p in result["ort_fp16_providers"].items()
+            if isinstance(p, dict) and p.get("ok") is False]
     return 1 if bad else 0
 
 

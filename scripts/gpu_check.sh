@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # GPU check of the sgclip_ros engines, for a machine with an NVIDIA GPU (<= 8 minutes on an
-# H100/H200): builds what the machine supports (AOTInductor CUDA fp16; ONNX Runtime CUDA when
-# onnxruntime-gpu is installed; TensorRT fp16 when `import tensorrt` works), checks each against
-# torch eager fp32 on real crops, and prints frames/s for 1, 4 and 8 objects (ViT-B-32 x 3
-# towers, window 8). The Python is bench/gpu_check.py.
+# H100/H200): builds what the machine supports and checks each against torch eager fp32 on real
+# crops, then prints frames/s for 1, 4 and 8 objects (ViT-B-32 x 3 towers, window 8):
+#   - fp32 ONNX, and fp16 ONNX (python -m training.export --formats onnx --precision fp16:
+#     fp16 weights and compute, float32 I/O) in ONNX Runtime under every provider present
+#     (TensorrtExecutionProvider, CUDAExecutionProvider with onnxruntime-gpu, CPU);
+#   - AOTInductor CUDA fp16;
+#   - TensorRT 10.x or 11.x when `import tensorrt` works: strongly typed engines built from
+#     the fp16 ONNX (python -m training.build_engine --onnx MODEL/onnx_fp16 --fp16; no
+#     weak-typing flags, which TensorRT 11 removed), with the installed TensorRT's API facts
+#     recorded in the JSON.
+# The Python is bench/gpu_check.py.
 #
 #   scripts/gpu_check.sh [OUT_PREFIX] [extra bench.gpu_check args]
 #       writes OUT_PREFIX.json and OUT_PREFIX.md (default: ./gpu_check.{json,md})

@@ -166,8 +166,8 @@ def test_aoti_folder_records_what_its_packages_depend_on(root):
 def test_a_failed_parity_check_exits_1_and_leaves_no_folder(root, tmp_path, monkeypatch, capsys):
     _checkpoint(tmp_path / "ck", 1)
 
-    def bad_compare(expected, actual, precision="fp32"):
-        result = compare(expected, actual, precision)
+    def bad_compare(expected, actual, precision="fp32", min_cos=None):
+        result = compare(expected, actual, precision, min_cos)
         return dataclasses.replace(result, max_abs=0.5, ok=False)
 
     monkeypatch.setattr(export_onnx, "compare", bad_compare)

@@ -1,13 +1,18 @@
 """Export a trained SGClip checkpoint to ONNX and AOTInductor, with parity checks and manifests.
 
-    python -m training.export --checkpoint DIR --out DIR [--formats onnx,aoti] [--opset 17]
+    python -m training.export --checkpoint DIR --out DIR [--formats onnx,onnx-int8,aoti]
+        [--precision fp32|fp16|bf16[,...]] [--opset 17]
         [--concepts config/concepts/household.yaml ...] [--aoti-device auto|cpu|cuda]
         [--cuda-precision fp16|bf16|fp32]
 
 ``--out`` becomes a complete model directory: the checkpoint's ``model.safetensors`` and
 ``config.json`` (copied unless ``--out`` is the checkpoint) with a top-level manifest, plus one
 folder per artefact format, each with its own ``manifest.json``: ``onnx/`` (fp32, dynamic
-batch), ``aoti_cpu/`` and, on a GPU machine, ``aoti_cuda/``. Each folder is built under a
+batch; ``--precision fp16`` / ``bf16`` write ``onnx_fp16/`` / ``onnx_bf16/`` instead, or as
+well when the list also names fp32), ``onnx_int8/`` (``--formats onnx-int8``: ONNX Runtime
+dynamic int8 for CPU-only robots), ``aoti_cpu/`` and, on a GPU machine, ``aoti_cuda/``.
+Reduced-precision and int8 graphs are made from the fp32 graphs of this run (or of a temporary
+fp32 export when ``onnx`` at fp32 is not requested). Each folder is built under a
 temporary name and only replaces the old one once every check passed; an old one is replaced
 only when an earlier export made it (it holds a ``.sgclip_export`` file) or it is empty.
 
@@ -36,9 +41,9 @@ from sgclip_ros.core.model_store import (
     write_manifest,
 )
 from sgclip_ros.tools.out_dir import check_replaceable, replace_out_dir
-from training.export_onnx import DEFAULT_OPSET, ExportError, export_onnx
+from training.export_onnx import DEFAULT_OPSET, ExportError, export_onnx, onnx_subdir
 
-FORMATS = ("onnx", "aoti")
+FORMATS = ("onnx", "onnx-int8", "aoti")
 # In every artefact folder this tool writes: only such a folder (or an empty one) is replaced.
 MARKER = ".sgclip_export"
 CONCEPT_DIR = Path(__file__).resolve().parent.parent / "config" / "concepts"
@@ -91,7 +96,9 @@ def replace_folder(out: Path, subdir: str, build) -> dict:
 
 def output_subdirs(args) -> list[str]:
     """The artefact folders this run writes under ``--out``."""
-    subdirs = ["onnx"] if "onnx" in args.formats else []
+    subdirs = [onnx_subdir(p) for p in args.precision] if "onnx" in args.formats else []
+    if "onnx-int8" in args.formats:
+        subdirs.append(subdir_for("onnx-int8"))
     if "aoti" in args.formats:
         targets = aoti_targets(args.aoti_device, args.cuda_precision)
         subdirs += [subdir_for("aoti", device) for device, _ in targets]
@@ -113,10 +120,16 @@ def export_all(model: SGClipModel, out: Path, mid: str, args) -> dict[str, dict]
     """Every requested format; returns {subdir: manifest}."""
     done = {}
     if "onnx" in args.formats:
-        print("exporting ONNX ...", flush=True)
-        done["onnx"] = replace_folder(
-            out, "onnx", lambda d: export_onnx(model, d, mid, args.opset, args.concepts)
-        )
+        for precision in args.precision:
+            done.update(export_onnx_precision(model, out, mid, args, precision, done))
+    if "onnx-int8" in args.formats:
+        from training.onnx_int8 import export_onnx_int8
+
+        print("quantizing ONNX to int8 ...", flush=True)
+        source = out / "onnx" if "onnx" in done else None
+        sub = subdir_for("onnx-int8")
+        done[sub] = replace_folder(out, sub, lambda d: export_onnx_int8(
+            model, d, mid, args.opset, args.concepts, source))
     if "aoti" in args.formats:
         from training.export_aoti import export_aoti
 
@@ -128,6 +141,16 @@ def export_all(model: SGClipModel, out: Path, mid: str, args) -> dict[str, dict]
     return done
 
 
+def export_onnx_precision(model: SGClipModel, out: Path, mid: str, args, precision: str,
+                          done: dict) -> dict[str, dict]:
+    """The ONNX folder of one precision; fp16/bf16 reuse fp32 graphs exported in this run."""
+    sub = onnx_subdir(precision)
+    print(f"exporting ONNX ({precision}) ...", flush=True)
+    source = out / "onnx" if precision != "fp32" and "onnx" in done else None
+    return {sub: replace_folder(out, sub, lambda d: export_onnx(
+        model, d, mid, args.opset, args.concepts, precision, source))}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.export", description=__doc__,
@@ -136,7 +159,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, type=Path,
                         help="directory with model.safetensors + config.json")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
-    parser.add_argument("--formats", default="onnx,aoti", help="comma list of onnx, aoti")
+    parser.add_argument("--formats", default="onnx,aoti",
+                        help="comma list of onnx, onnx-int8 (CPU int8 graphs), aoti")
+    parser.add_argument("--precision", default="fp32",
+                        help="comma list of fp32, fp16, bf16: precision of the onnx format's "
+                             "graphs (fp16/bf16: weights and compute; I/O stays float32)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     parser.add_argument("--concepts", nargs="*", default=None,
                         help="concept YAML files to precompute text embeddings for "
@@ -152,11 +179,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = sorted(set(args.formats) - set(FORMATS))
     if unknown or not args.formats:
         parser.error(f"--formats takes a comma list of {FORMATS}, got {unknown or 'nothing'}")
+    args.precision = parse_precisions(parser, args.precision, args.formats)
     if args.concepts is None:
         args.concepts = default_concepts()
     if not 7 <= args.opset <= 23:
         parser.error(f"--opset must be in 7..23, got {args.opset}")
     return args
+
+
+def parse_precisions(parser: argparse.ArgumentParser, text: str, formats: list[str]) -> list:
+    """``--precision`` as a list, fp32 first (the others may reuse its graphs)."""
+    wanted = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = sorted(wanted - set(PRECISIONS))
+    if unknown or not wanted:
+        parser.error(f"--precision takes a comma list of {PRECISIONS}, got {unknown or 'nothing'}")
+    if wanted != {"fp32"} and "onnx" not in formats:
+        parser.error("--precision applies to the onnx format; add onnx to --formats")
+    return [p for p in PRECISIONS if p in wanted]
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,7 @@ from sgclip_ros.core.model import SGClipModel, tokenize
 from sgclip_ros.core.model_config import SGClipConfig
 from sgclip_ros.core.model_store import write_manifest
 from sgclip_ros.core.preprocess import preprocess_crops
+from sgclip_ros.sim.shapes_scene import MIN_SCENE_FRAMES, clip_rng, plan_scene, render_frames
 
 PROBE_TEXTS = ["person", "red cup", "on top of", "not open"]
 PROBE_CROPS = 4
@@ -88,6 +89,19 @@ def parity_pixels(config: SGClipConfig) -> torch.Tensor:
     img, boxes = synthetic_frame()
     frame = torch.from_numpy(img)
     crops = object_crops(frame, boxes) + pair_crops(frame, boxes, None, all_pairs(len(boxes)))
+    return preprocess_crops(crops, config.preprocess)
+
+
+def shapes_world_pixels(config: SGClipConfig, clips: int = 4, seed: int = 0) -> torch.Tensor:
+    """Object and pair crops of the first frame of ``clips`` ShapesWorld clips (the shipped
+    model's domain, drawn by :mod:`sgclip_ros.sim.shapes_scene`), preprocessed as at runtime."""
+    crops = []
+    for index in range(clips):
+        plan = plan_scene(clip_rng(seed, index), MIN_SCENE_FRAMES)
+        frame = torch.from_numpy(render_frames(plan)[0])
+        boxes = torch.tensor(plan.boxes(0))
+        crops += object_crops(frame, boxes) + pair_crops(frame, boxes, None,
+                                                          all_pairs(len(boxes)))
     return preprocess_crops(crops, config.preprocess)
 
 

@@ -1,11 +1,17 @@
 """Choose and load an inference backend for a verified model directory.
 
-``backend: auto|tensorrt|onnxruntime|aoti|torch``. Fallback order (first that loads wins)::
+``backend: auto|tensorrt|onnxruntime|onnxruntime-int8|aoti|torch``. Fallback order (first
+that loads wins)::
 
-    auto, tensorrt : tensorrt -> onnxruntime -> aoti -> torch
-    onnxruntime    : onnxruntime -> aoti -> torch
-    aoti           : aoti -> onnxruntime -> torch
-    torch          : torch
+    auto, tensorrt   : tensorrt -> onnxruntime -> aoti -> torch
+    onnxruntime      : onnxruntime -> aoti -> torch
+    onnxruntime-int8 : onnxruntime-int8 -> onnxruntime -> aoti -> torch
+    aoti             : aoti -> onnxruntime -> torch
+    torch            : torch
+
+``auto`` never picks int8: its embeddings are only within cosine 0.99 of the trained model's
+(fp32 backends: 1e-3 max abs), which moves scores near a threshold, so trading accuracy for
+CPU speed is the user's explicit choice. int8 always runs its load-time self-check.
 
 Every candidate runs on the resolved device (``auto``: cuda when available, else cpu): on a GPU,
 onnxruntime needs its CUDA provider and aoti needs ``aoti_cuda/``; a CPU-only fallback never
@@ -37,12 +43,13 @@ from sgclip_ros.core.model_store import (
     verify_model_dir,
 )
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "aoti", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-int8", "aoti", "torch")
 UNTRAINED_TINY = "untrained-tiny"
 FALLBACK_ORDER = {
     "auto": ("tensorrt", "onnxruntime", "aoti", "torch"),
     "tensorrt": ("tensorrt", "onnxruntime", "aoti", "torch"),
     "onnxruntime": ("onnxruntime", "aoti", "torch"),
+    "onnxruntime-int8": ("onnxruntime-int8", "onnxruntime", "aoti", "torch"),
     "aoti": ("aoti", "onnxruntime", "torch"),
     "torch": ("torch",),
 }
@@ -116,6 +123,18 @@ def _load_onnxruntime(ctx: _Context) -> EncoderBackend:
     return _checked(OnnxRuntimeBackend(art, ctx.device, intra_op_threads=threads), ctx)
 
 
+def _load_onnxruntime_int8(ctx: _Context) -> EncoderBackend:
+    from sgclip_ros.core.backends.onnxruntime_backend import OnnxRuntimeInt8Backend
+
+    if ctx.device.startswith("cuda"):  # before reading any file: int8 is for the CPU
+        raise BackendUnavailable(f"int8 graphs are for the CPU, the device is {ctx.device}")
+    subdir = subdir_for("onnx-int8")
+    art = load_artefacts(ctx.root, ctx.model_dir, subdir, "onnx-int8", ctx.config, ctx.model_id)
+    backend = OnnxRuntimeInt8Backend(art, ctx.device, intra_op_threads=ctx.options.intra_op_threads)
+    backend.self_check()  # always: int8 kernels differ between CPUs
+    return backend
+
+
 def _load_aoti(ctx: _Context) -> EncoderBackend:
     from sgclip_ros.core.backends.aoti_backend import AotiBackend
 
@@ -131,6 +150,7 @@ def _load_torch(ctx: _Context) -> EncoderBackend:
 LOADERS: dict[str, Callable[[_Context], EncoderBackend]] = {
     "tensorrt": _load_tensorrt,
     "onnxruntime": _load_onnxruntime,
+    "onnxruntime-int8": _load_onnxruntime_int8,
     "aoti": _load_aoti,
     "torch": _load_torch,
 }

@@ -135,7 +135,7 @@ PERCEPTION_PARAMS = (
     fixed(
         "backend",
         "Inference backend.",
-        choices=("auto", "tensorrt", "onnxruntime", "aoti", "torch"),
+        choices=("auto", "tensorrt", "onnxruntime", "onnxruntime-int8", "aoti", "torch"),
     ),
     fixed("device", "auto, cpu, cuda or cuda:N."),
     fixed("preprocess", "Crop preprocessing.", choices=("exact", "fast")),

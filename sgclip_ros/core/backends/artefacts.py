@@ -4,6 +4,8 @@ Layout (each folder has its own ``manifest.json`` with the sha256 of every file)
 
     <model_dir>/model.safetensors, config.json, manifest.json   (the weights)
     <model_dir>/onnx/        tower{t}_{image,text}.onnx          (training.export)
+    <model_dir>/onnx_fp16/, onnx_bf16/   the same, reduced precision (export --precision)
+    <model_dir>/onnx_int8/   tower{t}_{image,text}.onnx, int8    (export --formats onnx-int8)
     <model_dir>/aoti_cpu/    tower{t}_{image,text}.pt2           (training.export, CPU)
     <model_dir>/aoti_cuda/   tower{t}_{image,text}.pt2           (training.export on a GPU)
     <model_dir>/tensorrt/    tower{t}_{image,text}.plan + engine.json  (training.build_engine)
@@ -24,13 +26,17 @@ from sgclip_ros.core.model_config import SGClipConfig
 from sgclip_ros.core.model_store import resolve_in_root, verify_model_dir
 
 FORMAT_VERSION = 1
-FORMATS = {"onnx": "sgclip-onnx", "aoti": "sgclip-aoti", "tensorrt": "sgclip-tensorrt"}
-EXTENSIONS = {"onnx": "onnx", "aoti": "pt2", "tensorrt": "plan"}
+FORMATS = {"onnx": "sgclip-onnx", "onnx-int8": "sgclip-onnx-int8", "aoti": "sgclip-aoti",
+           "tensorrt": "sgclip-tensorrt"}
+EXTENSIONS = {"onnx": "onnx", "onnx-int8": "onnx", "aoti": "pt2", "tensorrt": "plan"}
+# Precisions a folder of each format may declare (default: io_spec.PRECISIONS).
+FORMAT_PRECISIONS = {"onnx-int8": ("int8",)}
 TEXT_FILE = "text_embeddings.safetensors"
 PROBE_FILE = "probe.safetensors"
 ENGINE_METADATA = "engine.json"
 HOW_TO_MAKE = {
     "onnx": "python -m training.export --formats onnx",
+    "onnx-int8": "python -m training.export --formats onnx-int8",
     "aoti": "python -m training.export --formats aoti (on a machine with the target device)",
     "tensorrt": "python -m training.build_engine on the robot",
 }
@@ -40,13 +46,21 @@ class BackendUnavailable(RuntimeError):
     """This backend cannot run here (missing package, device, artefacts); fall back."""
 
 
-def subdir_for(fmt: str, device_type: str = "cpu") -> str:
-    """The folder name of an artefact format inside a model directory."""
+def subdir_for(fmt: str, device_type: str = "cpu", precision: str = "fp32") -> str:
+    """The folder name of an artefact format inside a model directory.
+
+    ONNX graphs of a reduced precision live next to the fp32 ones (``onnx_fp16``,
+    ``onnx_bf16``): the ``onnxruntime`` backend always finds fp32 graphs in ``onnx/``.
+    """
     if fmt == "aoti":
         return f"aoti_{'cuda' if device_type == 'cuda' else 'cpu'}"
+    if fmt == "onnx" and precision != "fp32":
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}")
+        return f"onnx_{precision}"
     if fmt not in FORMATS:
         raise ValueError(f"unknown artefact format {fmt!r}")
-    return fmt
+    return fmt.replace("-", "_")
 
 
 @dataclass
@@ -86,8 +100,9 @@ def manifest_problems(manifest: dict, fmt: str, config: SGClipConfig, model_id: 
         )
     if manifest.get("config") != config.to_dict():
         problems.append("stale: exported with a different model config; re-export")
-    if manifest.get("precision") not in PRECISIONS:
-        problems.append(f"precision {manifest.get('precision')!r} not in {PRECISIONS}")
+    allowed = FORMAT_PRECISIONS.get(fmt, PRECISIONS)
+    if manifest.get("precision") not in allowed:
+        problems.append(f"precision {manifest.get('precision')!r} not in {allowed}")
     scales = manifest.get("logit_scales")
     if not isinstance(scales, list) or len(scales) != config.towers:
         problems.append(f"logit_scales must list {config.towers} values")

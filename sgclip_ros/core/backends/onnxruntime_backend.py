@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: one InferenceSession per exported encoder, CPU or CUDA provider.
+"""ONNX Runtime backends: one InferenceSession per exported encoder, CPU or CUDA provider;
+int8 graphs (``onnx_int8/``) on the CPU provider only.
 
 Sessions use every graph optimisation (``ORT_ENABLE_ALL``) and a configurable number of intra-op
 threads. ONNX Runtime silently falls back to the CPU provider when the CUDA provider cannot
@@ -10,11 +11,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sgclip_ros.core.backends.artefacts import Artefacts, BackendUnavailable
+from sgclip_ros.core.backends.artefacts import PROBE_FILE, Artefacts, BackendUnavailable
 from sgclip_ros.core.backends.base import CompiledBackend
 from sgclip_ros.core.io_spec import EncoderSpec
 
 CPU_EP, CUDA_EP = "CPUExecutionProvider", "CUDAExecutionProvider"
+# onnxruntime 1.32's CPU provider crashes (SIGSEGV, while creating the session) in its NCHWc
+# layout transformer on the fp16 CLIP graphs of training.onnx_precision; that transformer only
+# speeds up convolutions, so it is left out for reduced-precision graphs.
+REDUCED_PRECISION_DISABLED_OPTIMIZERS = ["NchwcTransformer"]
+
+
+def disabled_optimizers(precision: str) -> list[str] | None:
+    """Graph optimizers left out when loading graphs of ``precision``."""
+    return REDUCED_PRECISION_DISABLED_OPTIMIZERS if precision in ("fp16", "bf16") else None
 _NP_DTYPES = {"float32": np.float32, "int64": np.int64}
 
 
@@ -51,10 +61,12 @@ class OnnxRuntimeBackend(CompiledBackend):
         # preprocessing (torch, same process) need between two encoder calls.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = {}
+        disabled = disabled_optimizers(artefacts.precision)
         for spec in self._specs.values():
             path = artefacts.path(spec)
             try:
-                session = ort.InferenceSession(str(path), options, providers=self.providers)
+                session = ort.InferenceSession(str(path), options, providers=self.providers,
+                                               disabled_optimizers=disabled)
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise BackendUnavailable(f"onnxruntime cannot load {path}: {exc}") from exc
             self._check_session(session, spec, path)
@@ -105,3 +117,30 @@ class OnnxRuntimeBackend(CompiledBackend):
                             tuple(out.shape), out.data_ptr())
         session.run_with_iobinding(binding)
         return out
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """int8 ONNX graphs (``onnx_int8/``, dynamic quantization) on ONNX Runtime's CPU provider.
+
+    For CPU-only robots. It always checks itself against the export probe after loading
+    (``self_check``, min cosine 0.99), whatever ``BackendOptions.self_check`` says: int8
+    kernels differ between CPUs, so agreement at export does not carry over to the robot.
+    """
+
+    name = "onnxruntime-int8"
+
+    def __init__(self, artefacts: Artefacts, device: str = "cpu", intra_op_threads: int = 0):
+        if device.startswith("cuda"):
+            raise BackendUnavailable(
+                f"int8 graphs run on ONNX Runtime's CPU provider; the device is {device} "
+                "(on a GPU use the tensorrt or onnxruntime backend)"
+            )
+        if artefacts.precision != "int8":
+            raise BackendUnavailable(
+                f"{artefacts.directory}: precision {artefacts.precision!r}, expected 'int8'"
+            )
+        if not artefacts.has(PROBE_FILE):  # the self-check is what makes int8 safe to run
+            raise BackendUnavailable(
+                f"{artefacts.directory}: no {PROBE_FILE} to check the int8 graphs against"
+            )
+        super().__init__(artefacts, device, intra_op_threads)

@@ -1,8 +1,14 @@
-"""TensorRT backend (TensorRT 10 Python API): one deserialised plan per exported encoder.
+"""TensorRT backend (TensorRT 10.x and 11.x Python APIs): one deserialised plan per encoder.
+
+The runtime calls used here (``Runtime``, ``deserialize_cuda_engine``, the name-based tensor API,
+``execute_async_v3``, ``engine_host_code_allowed``) are not among the Python APIs NVIDIA lists
+as removed in 11.x ("Removed Python APIs and Replacements"); what 11.x removed is build-side
+weak typing, which training.build_engine no longer uses. Neither version has run here.
 
 Order of checks, so that nothing is deserialised that might not fit: CUDA device present ->
-artefacts verified (sha256 manifest) -> ``import tensorrt`` -> ``engine.json`` against the running
-TensorRT version and GPU -> ``Runtime.deserialize_cuda_engine`` (None-checked) -> execution
+artefacts verified (sha256 manifest) -> ``import tensorrt`` (10.x or 11.x) -> ``engine.json``
+against the running TensorRT version (a plan never crosses 10.x/11.x) and GPU ->
+``Runtime.deserialize_cuda_engine`` (None-checked) -> execution
 context (None-checked) -> I/O names and dtypes against the I/O spec. Inference binds torch CUDA
 tensors with ``set_input_shape`` / ``set_tensor_address`` and runs ``execute_async_v3`` on the
 current torch stream.
@@ -22,6 +28,7 @@ from sgclip_ros.core.backends.tensorrt_meta import (
     engine_problems,
     import_tensorrt,
     plan_problems,
+    supported_major,
 )
 from sgclip_ros.core.io_spec import EncoderSpec
 from sgclip_ros.core.model_store import ModelFileError
@@ -69,6 +76,7 @@ class TensorRTBackend(CompiledBackend):
         index = self._device_t.index or 0
         try:
             trt = import_tensorrt()
+            supported_major(trt)
         except TensorRTUnavailable as exc:
             raise BackendUnavailable(str(exc)) from exc
         self.metadata = read_engine_metadata(artefacts)

@@ -5,6 +5,11 @@ version-compatible: then on that version or any later one) and only on the GPU t
 built on (unless built hardware-compatible: Ampere and newer). Deserialising anything else fails
 with a terse error at best. So every build writes ``engine.json`` and the runtime compares it
 with the running TensorRT and GPU first, refusing with a sentence that says what to do.
+
+Two TensorRT major versions are supported, 10.x (JetPack 6 robots) and 11.x (``pip install
+tensorrt-cu12`` today). A plan never crosses them here, in either direction, even when built
+version-compatible: NVIDIA documents 10.x version-compatible plans on an 11.x runtime only
+"subject to known issues", and rebuilding on the robot takes minutes, so the guard asks for that.
 This module needs neither TensorRT nor a GPU.
 """
 
@@ -16,14 +21,17 @@ from dataclasses import dataclass
 ENGINE_FORMAT = "sgclip-tensorrt-engine"
 HARDWARE_LEVELS = ("none", "ampere_plus", "same_compute_capability")
 MIN_VERSION_COMPATIBLE = (8, 6)
+# Majors whose Python API training.build_engine and the backend are written (and tested) against.
+SUPPORTED_MAJORS = (10, 11)
 AMPERE = (8, 0)
 REQUIRED_KEYS = ("format", "tensorrt_version", "gpu_name", "compute_capability", "precision",
                  "hardware_compatibility", "version_compatible", "profiles", "plans")
 INSTALL_HINT = (
-    "On a Jetson, TensorRT comes with JetPack (sudo apt install nvidia-jetpack, which provides "
-    "python3-libnvinfer); on an x86 robot, pip install tensorrt-cu12 (or -cu13, matching "
-    "PyTorch's CUDA; the wheels download from NVIDIA's index pypi.nvidia.com). Then build the "
-    "engines on the robot: python -m training.build_engine --onnx <model_dir>/onnx"
+    "On a Jetson, TensorRT 10.x comes with JetPack (sudo apt install nvidia-jetpack, which "
+    "provides python3-libnvinfer); on an x86 robot, pip install tensorrt-cu12 (11.x; or -cu13, "
+    "matching PyTorch's CUDA; the wheels download from NVIDIA's index pypi.nvidia.com). Then "
+    "build the engines on the robot: python -m training.build_engine --onnx <model_dir>/onnx "
+    "(fp32) or --onnx <model_dir>/onnx_fp16 (fp16)"
 )
 
 
@@ -40,6 +48,21 @@ def import_tensorrt():
             f"TensorRT is not installed or not importable ({exc}). {INSTALL_HINT}"
         ) from exc
     return tensorrt
+
+
+def supported_major(trt) -> int:
+    """The running TensorRT's major version, or TensorRTUnavailable when it is not 10 or 11."""
+    version = str(getattr(trt, "__version__", "?"))
+    try:
+        major = parse_version(version)[0]
+    except ValueError:
+        major = None
+    if major not in SUPPORTED_MAJORS:
+        raise TensorRTUnavailable(
+            f"TensorRT {version} is not supported: sgclip_ros builds and loads engines with the "
+            "TensorRT 10.x (JetPack 6) and 11.x Python APIs. " + INSTALL_HINT
+        )
+    return major
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,29 @@ def _same_version(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return a + (0,) * (n - len(a)) == b + (0,) * (n - len(b))
 
 
+def major_problems(meta: dict, built: tuple[int, ...], now: tuple[int, ...],
+                   running: str) -> list[str]:
+    """A plan of one TensorRT major version is never loaded by another (see the module doc)."""
+    built_text = str(meta["tensorrt_version"])
+    recorded = meta.get("tensorrt_major", built[0])  # engine.json before 11.x support lacks it
+    if recorded != built[0]:
+        return [f"engine metadata is inconsistent: tensorrt_major {recorded!r} but "
+                f"tensorrt_version {built_text}; rebuild with python -m training.build_engine"]
+    if built[0] == now[0]:
+        return []
+    if built[0] > now[0]:
+        why = "a newer major's plan never runs on an older TensorRT"
+    else:
+        why = "plans are not carried across TensorRT major versions here"
+        if (built[0], now[0]) == (10, 11):
+            why += " (11.x builds strongly typed networks only; JetPack 6 robots stay on 10.x)"
+    return [
+        f"plan built with TensorRT {built_text} ({built[0]}.x), this machine runs TensorRT "
+        f"{running} ({now[0]}.x): {why}; rebuild it on this machine with "
+        "python -m training.build_engine"
+    ]
+
+
 def version_problems(meta: dict, running: str) -> list[str]:
     """TensorRT version rules; empty when the plan may be deserialised."""
     built_text = str(meta["tensorrt_version"])
@@ -76,6 +122,9 @@ def version_problems(meta: dict, running: str) -> list[str]:
         built, now = parse_version(built_text), parse_version(running)
     except ValueError as exc:
         return [str(exc)]
+    crossing = major_problems(meta, built, now, running)
+    if crossing:
+        return crossing
     if not meta["version_compatible"]:
         if _same_version(built, now):
             return []
