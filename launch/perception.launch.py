@@ -80,7 +80,7 @@ def launch_arguments(share: str) -> list:
         DeclareLaunchArgument(
             "backend",
             default_value="",
-            description="auto, tensorrt, onnxruntime, aoti or torch.",
+            description="auto, tensorrt, onnxruntime, onnxruntime-int8, aoti or torch.",
         ),
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N."),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level."),
