@@ -403,7 +403,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--backend",
         default="auto",
-        help="auto (default), tensorrt, onnxruntime, onnxruntime-int8, aoti or torch: as the node's `backend`",
+        help="auto (default), tensorrt, onnxruntime, onnxruntime-int8, aoti or torch: "
+        "as the node's `backend`",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument(
