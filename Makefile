@@ -29,7 +29,7 @@ demo: build
 	@$(RUN) $(PY) -m sgclip_ros.tools.demo
 
 # 30 Hz into a real node with a lagging detector and live changes; fails unless RSS stays flat
-# and every frame is accounted for (bench/soak.py). CI runs 1 minute; the default is 10.
+# and every frame is accounted for (bench/soak.py). CI runs 2 minutes; the default is 10.
 SOAK_MINUTES ?= 10
 soak: build
 	@mkdir -p bench_out

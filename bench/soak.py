@@ -6,8 +6,11 @@ and parameter changes on a schedule. Memory must stay flat and every frame be ac
 The node runs in its own process (the shipped shapes_default model unless --model-dir) with two
 cameras: `/soak/a/image_raw` (built-in proposer) and `/soak/b/image_raw`, whose detections come
 3 frame periods late (as from a detector taking 100 ms). Every 10 s a set_concepts call switches
-between concept lists; every 7 s a live parameter changes. RSS of the node process is sampled
-every 2 s; its slope is fitted after the first 20% of the run (warm-up).
+between concept lists; every 7 s a live parameter changes (both faster in runs under 140 s, so
+that every list and setting comes at least twice). RSS of the node process is sampled every 2 s;
+its slope is fitted after the warm-up: the first 20% of the run, and at least until every list
+and setting has been applied once and the burst below is over (rss_fit_from_s). The first run
+with the largest window or crop budget allocates once; a leak grows again on the second pass.
 
 After the first 20% of the run, 20 set_concepts calls go back to back (each when the previous
 answered): the image callbacks' latency in those periods is reported against the periods before
@@ -27,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +59,15 @@ PARAM_SCHEDULE = (
 )
 
 
-def rss_slope_mb_per_min(samples: list[tuple[float, int]], warmup: float = 0.2) -> float:
-    """Least-squares slope of RSS (bytes) over time (s), after the first ``warmup`` of the run."""
+def rss_slope_mb_per_min(samples: list[tuple[float, int]], fit_from_s: float | None = None
+                         ) -> float:
+    """Least-squares slope of RSS (bytes) over time (s), from ``fit_from_s`` after the first
+    sample (default: after the first 20% of the run)."""
     if len(samples) < 3:
         return float("nan")
     t0, t1 = samples[0][0], samples[-1][0]
-    kept = [(t, r) for t, r in samples if t >= t0 + warmup * (t1 - t0)]
+    start = 0.2 * (t1 - t0) if fit_from_s is None else fit_from_s
+    kept = [(t, r) for t, r in samples if t >= t0 + start]
     t = np.array([s[0] for s in kept]) / 60.0
     r = np.array([s[1] for s in kept]) / 2**20
     return float(np.polyfit(t, r, 1)[0]) if len(kept) >= 3 else float("nan")
@@ -104,6 +111,7 @@ class Soak:
         self.diagnostics = None
         self.callback_max: list[tuple[float, float]] = []  # (time, max in that period)
         self.burst: list[float] = []  # start and end of the 20 back-to-back concept changes
+        self.started = time.monotonic()  # the feeding start (run sets it)
 
     def _setup_io(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -226,13 +234,40 @@ def _set_param(soak: Soak, k: int) -> None:
     soak.params.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When a run of ``seconds`` changes concepts and parameters, and when its warm-up ends."""
+
+    seconds: float
+
+    @property
+    def concept_period_s(self) -> float:
+        return min(10.0, self.seconds / 12)
+
+    @property
+    def param_period_s(self) -> float:
+        return min(7.0, self.seconds / 20)
+
+    def due(self, k: int, period_s: float) -> int | None:
+        """The change number due at frame ``k`` (half a period in, then every period)."""
+        n = max(1, round(period_s * HZ))
+        return k // n if k % n == n // 2 else None
+
+    def warmup_s(self, burst_end_s: float | None) -> float:
+        """Every list and setting applied once, the burst over, and 20% of the run."""
+        lists = self.concept_period_s * (len(CONCEPT_LISTS) + 0.5)
+        params = self.param_period_s * (len(PARAM_SCHEDULE) + 0.5)
+        burst = (burst_end_s or 0.0) + 2.0
+        return max(0.2 * self.seconds, lists, params, burst)
+
+
 def run(soak: Soak, seconds: float) -> list[tuple[float, int]]:
     """Feed both cameras at 30 Hz (detections LAG frames late) with the schedule; RSS samples."""
     from sgclip_ros.ros.conversions import time_from_ns
 
     node_proc, samples, late = psutil.Process(soak.proc.pid), [], []
-    start = time.monotonic()
-    k, burst = 0, ConceptBurst(soak, at_s=0.2 * seconds)
+    start = soak.started = time.monotonic()
+    k, burst, schedule = 0, ConceptBurst(soak, at_s=0.2 * seconds), Schedule(seconds)
     while time.monotonic() - start < seconds:
         burst.step(time.monotonic() - start)
         now = time.monotonic() - start
@@ -244,10 +279,10 @@ def run(soak: Soak, seconds: float) -> list[tuple[float, int]]:
         late.append((stamp, boxes))
         if len(late) > LAG:
             soak.dets.publish(_detections(*late.pop(0)))
-        if k % int(10 * HZ) == int(5 * HZ):
-            _set_concepts(soak, k // int(10 * HZ))
-        if k % int(7 * HZ) == int(3 * HZ):
-            _set_param(soak, k // int(7 * HZ))
+        if (n := schedule.due(k, schedule.concept_period_s)) is not None:
+            _set_concepts(soak, n)
+        if (n := schedule.due(k, schedule.param_period_s)) is not None:
+            _set_param(soak, n)
         if k % int(2 * HZ) == 0:
             samples.append((now, node_proc.memory_info().rss))
         k += 1
@@ -291,11 +326,15 @@ def report(soak: Soak, samples, seconds: float) -> dict:
     pending = _int(node.get("pending"))
     received = sum(c["received"] for c in cameras.values())
     processed = sum(c["processed"] for c in cameras.values())
+    burst_end = soak.burst[1] - soak.started if len(soak.burst) > 1 else None
+    fit_from = Schedule(seconds).warmup_s(burst_end)
     return {
         "minutes": seconds / 60,
-        "rss_slope_mb_per_min": rss_slope_mb_per_min(samples),
+        "rss_slope_mb_per_min": rss_slope_mb_per_min(samples, fit_from),
+        "rss_fit_from_s": round(fit_from, 1),
         "rss_mb_first": samples[0][1] / 2**20 if samples else None,
         "rss_mb_last": samples[-1][1] / 2**20 if samples else None,
+        "rss_samples_mb": [[round(t - samples[0][0], 1), round(r / 2**20, 2)] for t, r in samples],
         "frames_in": sum(soak.sent.values()),
         "frames_received": received,
         "frames_processed": processed,
