@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,35 @@ class Client:
                 return future.result()
             client.remove_pending_request(future)
         raise TimeoutError(f"service {name} did not answer {attempts} requests")
+
+    def run_goal(self, action_client, action_type, name: str, goal, timeout: float = 30.0,
+                 attempts: int = 3):
+        """Send an action goal and wait for its result: (goal id as bytes, result).
+
+        The goal request's answer can be lost like a service's (see ``call``) while the goal
+        still runs: its result is then asked for by goal id, and the goal is sent again only
+        when the server never had it (status unknown), as a robot's client would."""
+        from action_msgs.msg import GoalStatus
+        from unique_identifier_msgs.msg import UUID
+
+        service = action_type.Impl.GetResultService
+        if not self.spin_until(action_client.server_is_ready, 30):
+            raise TimeoutError(f"action {name} not available")
+        for _ in range(attempts):
+            goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+            sent = action_client.send_goal_async(goal, goal_uuid=goal_id)
+            if self.spin_until(sent.done, 10):
+                handle = sent.result()
+                assert handle.accepted, f"goal to {name} rejected"
+                result = handle.get_result_async()
+                if not self.spin_until(result.done, timeout):
+                    raise TimeoutError(f"no result from {name} in {timeout} s")
+                return bytes(goal_id.uuid), result.result().result
+            request = service.Request(goal_id=goal_id)
+            answer = self.call(service, f"{name}/_action/get_result", request, timeout=timeout)
+            if answer.status != GoalStatus.STATUS_UNKNOWN:
+                return bytes(goal_id.uuid), answer.result
+        raise TimeoutError(f"action {name} did not take {attempts} goals")
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -237,14 +237,8 @@ class Stack:
         from sgclip_ros.action import Plan
 
         c, ac = self.client, (self.dry_plan_client if dry else self.plan_client)
-        inbox = self.dry_feedback if dry else self.feedback
-        assert c.spin_until(ac.server_is_ready, 30), "plan action server not available"
-        goal = ac.send_goal_async(Plan.Goal(instruction=instruction))
-        assert c.spin_until(goal.done, 10) and goal.result().accepted
-        uuid = bytes(goal.result().goal_id.uuid)
-        result = goal.result().get_result_async()
-        assert c.spin_until(result.done, timeout), f"no result for {instruction!r}"
-        res = result.result().result
+        inbox, name = (self.dry_feedback, "/dry/plan") if dry else (self.feedback, "/plan")
+        uuid, res = c.run_goal(ac, Plan, name, Plan.Goal(instruction=instruction), timeout)
 
         def feedback():
             return [m.feedback for m in inbox if bytes(m.goal_id.uuid) == uuid]

@@ -106,13 +106,12 @@ class Stack3D:
         from sgclip_ros.action import Plan
 
         self.reply = reply
-        c, ac = self.client, self.plan_client
-        assert c.spin_until(ac.server_is_ready, 30), "plan action server not available"
-        goal = ac.send_goal_async(Plan.Goal(instruction="go there"))
-        assert c.spin_until(goal.done, 10) and goal.result().accepted
-        result = goal.result().get_result_async()
-        assert c.spin_until(result.done, timeout), self.log()[-3000:]
-        return result.result().result
+        try:
+            return self.client.run_goal(
+                self.plan_client, Plan, "/plan", Plan.Goal(instruction="go there"), timeout
+            )[1]
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.log()[-3000:]}") from exc
 
     def log(self) -> str:
         self.log_file.flush()
@@ -194,6 +193,30 @@ def test_a_made_up_point_publishes_nothing(stack, target, why):
     assert "move_to_point.target" in result.message and why in result.message
     stack.client.spin_for(0.3)
     assert len(stack.actions) == published
+
+
+def test_a_goal_whose_acceptance_was_lost_still_gives_its_result(stack, monkeypatch):
+    # The goal reaches the server but its answer never reaches this client (a response reader
+    # not matched yet): the result is fetched by goal id, and nothing runs twice.
+    from rclpy.task import Future
+
+    ac, published, real = stack.plan_client, len(stack.actions), stack.plan_client.send_goal_async
+    sent = []
+
+    def lose_the_answer(goal, **kwargs):
+        sent.append(real(goal, **kwargs))
+        return Future()  # never done, as when the answer is lost
+
+    monkeypatch.setattr(ac, "send_goal_async", lose_the_answer)
+    stack.reply = {"action": "move_to", "arguments": {"object_id": "1"}}
+    from sgclip_ros.action import Plan
+
+    goal_id, result = stack.client.run_goal(ac, Plan, "/plan", Plan.Goal(instruction="go"), 30)
+    assert (result.success, result.status, result.action) == (True, "ok", "move_to")
+    assert len(sent) == 1 and bytes(sent[0].result().goal_id.uuid) == goal_id
+    assert stack.client.spin_until(lambda: len(stack.actions) == published + 1, 5)
+    stack.client.spin_for(0.5)
+    assert len(stack.actions) == published + 1  # one goal, one action
 
 
 def test_planned_action_msg_pads_unknown_positions_and_keeps_order():
